@@ -1,0 +1,38 @@
+"""The FastAPI application: thin routes over ``runyard.services``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from runyard import __version__
+from runyard.api import errors
+from runyard.api.request_id import RequestIdMiddleware
+from runyard.api.routes import files, results, runs
+from runyard.services import Services
+
+API_PREFIX = "/api/v2"
+
+
+def create_app(svc: Services, *, close_on_shutdown: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if close_on_shutdown:
+            svc.close()
+
+    app = FastAPI(
+        title="Runyard API",
+        version=__version__,
+        description="The CoreClaw API v2, self-hosted. Every reply is the envelope "
+        "`{code, message, data, request_id}`.",
+        lifespan=lifespan,
+    )
+    app.state.services = svc
+    for router in (results.router, runs.router, files.router):
+        app.include_router(router, prefix=API_PREFIX)
+    errors.install(app)
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,45 @@
+"""The reply envelope ``{code, message, data, request_id}``, written with orjson."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+SUCCESS = "success"
+
+
+class JSONBytes(Response):
+    media_type = "application/json"
+
+
+def request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", ""))
+
+
+def ok(request: Request, data: Any) -> JSONBytes:
+    return JSONBytes(
+        orjson.dumps(
+            {"code": 0, "message": SUCCESS, "data": data, "request_id": request_id(request)}
+        )
+    )
+
+
+def error(
+    request: Request,
+    status: int,
+    code: int,
+    message: str,
+    details: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONBytes:
+    body = {
+        "code": code,
+        "message": message,
+        "data": None,
+        "details": details,
+        "request_id": request_id(request),
+    }
+    return JSONBytes(orjson.dumps(body), status_code=status, headers=headers)

@@ -1,0 +1,52 @@
+"""Every failure, whatever raised it, leaves as the envelope with the code of spec §1."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from runyard.api.envelope import error
+from runyard.services import InvalidInput, InvalidToken, NotFound, ServiceError, Unauthenticated
+
+#: Service refusal → (HTTP status, application code).
+STATUS: dict[type[ServiceError], tuple[int, int]] = {
+    NotFound: (404, 11004),
+    InvalidInput: (422, 11000),
+    Unauthenticated: (401, 12001),
+    InvalidToken: (401, 12002),
+}
+
+
+def _location(loc: tuple[object, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+async def _service_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    status, code = STATUS.get(type(exc), (400, 11000))
+    return error(request, status, code, exc.message, exc.details)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    details = [f"{_location(e['loc'])}: {e['msg']}" for e in exc.errors()]
+    return error(request, 422, 11000, "invalid request", details)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (404, 405):
+        # An unknown route and a known route with the wrong method are the same to a client.
+        return error(request, 404, 11004, "not found")
+    if exc.status_code == 400:
+        return error(request, 400, 11000, "bad request")
+    return error(request, exc.status_code, 11000, str(exc.detail))
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)

@@ -1,0 +1,39 @@
+"""The file endpoint behind signed download links: no API key, the signature is the grant."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import FileResponse
+
+from runyard.api.auth import services
+from runyard.api.schemas import ErrorEnvelope
+from runyard.services import NotFound
+from runyard.services.links import FILES_PATH
+
+router = APIRouter(tags=["files"])
+
+
+@router.api_route(
+    FILES_PATH.removeprefix("/api/v2") + "/{name}/{filename}",
+    methods=["GET", "HEAD"],
+    summary="Download an export file",
+    response_class=FileResponse,
+    responses={
+        200: {"description": "The file, as an attachment; supports byte ranges."},
+        206: {"description": "Partial content for a `Range` request."},
+        404: {"model": ErrorEnvelope, "description": "Tampered, expired or unknown (11004)"},
+    },
+)
+def download(
+    request: Request, name: str, filename: str, expires: str = "", signature: str = ""
+) -> FileResponse:
+    # Malformed link parameters are a bad link, not a validation problem: 404 like any other.
+    if not expires.isdigit() or not signature:
+        raise NotFound("download link is invalid or has expired")
+    file = services(request).exports.resolve(name, filename, int(expires), signature)
+    return FileResponse(
+        file.path,
+        media_type=file.media_type,
+        filename=file.filename,
+        content_disposition_type="attachment",
+    )

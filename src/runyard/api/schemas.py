@@ -1,0 +1,73 @@
+"""Response shapes, for /openapi.json only: the hot routes write their bytes directly."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+T = TypeVar("T")
+
+
+class Envelope(BaseModel, Generic[T]):
+    code: int = Field(0, description="0 on success")
+    message: str = Field("success")
+    data: T
+    request_id: str = Field(description="Also sent as the X-Request-Id header")
+
+
+class ErrorEnvelope(BaseModel):
+    code: int = Field(description="Application code: 11000, 11004, 12001, 12002 or 10000")
+    message: str
+    data: None = None
+    details: list[str] | None = Field(None, description="One line per problem, when known")
+    request_id: str
+
+
+class Header(BaseModel):
+    key: str
+    label: str
+
+
+class ResultPage(BaseModel):
+    count: int = Field(description="Rows stored for the run so far")
+    headers: list[Header] = Field(description="The run's columns, declared first, then seen")
+    list: list[dict[str, Any]] = Field(description="The rows exactly as the worker pushed them")
+    page_index: int
+    page_size: int
+
+
+class ExportLink(BaseModel):
+    download_url: str = Field(description="Absolute, signed and expiring; needs no API key")
+
+
+class RunRecord(BaseModel):
+    slug: str
+    scraper_slug: str
+    scraper_title: str
+    version: str
+    status: str = Field(description="ready, running, succeeded, failed or aborting")
+    results: int
+    usage: str
+    traffic: int
+    origin: str
+    started_at: int
+    finished_at: int
+    duration: int
+    err_msg: str
+
+
+def responses(model: type[BaseModel], *statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for a route: its success envelope and the errors it can answer."""
+    described: dict[int | str, dict[str, Any]] = {
+        200: {"model": Envelope[model]}  # type: ignore[valid-type]
+    }
+    meanings = {
+        401: "API key missing (12001) or invalid (12002)",
+        404: "Not found for this caller (11004)",
+        422: "Invalid parameter (11000)",
+        500: "Internal server error (10000)",
+    }
+    for status in (*statuses, 500):
+        described[status] = {"model": ErrorEnvelope, "description": meanings[status]}
+    return described

@@ -1,0 +1,184 @@
+"""``runyard``: serve the API and administer users, keys and runs.
+
+Results go to stdout (a key, a run slug) so they can be captured; messages go to stderr.
+Every refusal is one line on stderr and exit code 1 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from runyard.services import ServiceError, Services
+from runyard.settings import Settings
+
+app = typer.Typer(
+    name="runyard",
+    help="Runyard: run workers, keep every result row, page and export them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+runs_app = typer.Typer(help="Manage runs.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+app.add_typer(runs_app, name="runs")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data directory (default ./.runyard, or RUNYARD_DATA_DIR)."),
+]
+LOCAL_USER = "local"
+
+
+def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)
+
+
+@contextmanager
+def _services(data_dir: Path | None) -> Iterator[Services]:
+    svc = Services(_settings(data_dir))
+    try:
+        yield svc
+    except ServiceError as exc:
+        err.print(f"[red]error:[/red] {exc.message}", markup=True)
+        raise typer.Exit(1) from None
+    finally:
+        svc.close()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Serve the API (SQLite, local files) until interrupted."""
+    import uvicorn
+
+    from runyard.api import create_app
+    from runyard.api.logs import log_config
+
+    settings = _settings(data_dir, host=host, port=port)
+    svc = Services(settings)
+    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    if not svc.accounts.has_users():
+        svc.accounts.create_user(LOCAL_USER)
+        key = svc.accounts.create_key(LOCAL_USER)
+        err.print(
+            f"\n[bold]First start:[/bold] created user [cyan]{LOCAL_USER}[/cyan] and an API key "
+            "(shown only now; it is stored hashed):\n\n"
+            f"  {key}\n\n"
+            "Try it:\n\n"
+            f"  curl -H {shlex.quote('Authorization: Bearer ' + key)} "
+            f"{base}/api/v2/worker-runs/last/result\n",
+            markup=True,
+        )
+    err.print(f"Runyard serving at {base}  (data: {settings.data_dir.resolve()})")
+    uvicorn.run(
+        create_app(svc),
+        host=settings.host,
+        port=settings.port,
+        log_config=log_config(),
+        server_header=False,
+    )
+
+
+@users_app.command("create")
+def users_create(name: str, data_dir: DataDir = None) -> None:
+    """Create a user."""
+    with _services(data_dir) as svc:
+        svc.accounts.create_user(name)
+    err.print(f"created user {name}")
+
+
+@keys_app.command("create")
+def keys_create(
+    user: Annotated[str, typer.Option("--user", help="The key's owner.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Create an API key and print it alone on stdout (it is not shown again)."""
+    with _services(data_dir) as svc:
+        key = svc.accounts.create_key(user)
+    out.print(key)
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+
+
+@keys_app.command("list")
+def keys_list(
+    user: Annotated[str | None, typer.Option("--user", help="Only this user's keys.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """List API keys (their first characters only)."""
+    with _services(data_dir) as svc:
+        keys = svc.accounts.list_keys(user)
+    table = Table("id", "user", "key", "created (UTC)", "revoked (UTC)")
+    for k in keys:
+        table.add_row(str(k.id), k.user, k.prefix + "…", _when(k.created_at), _when(k.revoked_at))
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: int, data_dir: DataDir = None) -> None:
+    """Revoke an API key by its id (see `runyard keys list`)."""
+    with _services(data_dir) as svc:
+        svc.accounts.revoke_key(key_id)
+    err.print(f"revoked key {key_id}")
+
+
+@runs_app.command("import")
+def runs_import(
+    file: Annotated[Path, typer.Argument(help="A JSON array, JSON Lines or CSV file.")],
+    user: Annotated[str, typer.Option("--user", help="The run's owner.")],
+    worker: Annotated[str, typer.Option("--worker", help="Worker slug the run belongs to.")],
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="json, jsonl or csv (default: from the file's extension)."),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Import a dataset as a succeeded run and print the run's slug alone on stdout."""
+    from runyard.services.imports import import_file
+
+    if fmt is not None and fmt not in ("json", "jsonl", "csv"):
+        err.print(f"error: unknown format {fmt!r}: use json, jsonl or csv")
+        raise typer.Exit(1)
+    with _services(data_dir) as svc:
+        user_id = svc.accounts.user_id(user)
+        with err.status("importing…") as status:
+            slug = import_file(
+                svc.db,
+                svc.rows,
+                svc.runs,
+                file,
+                user_id=user_id,
+                worker_slug=worker,
+                fmt=fmt,  # type: ignore[arg-type]
+                progress=lambda n: status.update(f"importing… {n:,} rows"),
+            )
+        count = svc.runs.get(user_id, slug).results
+    err.print(f"imported {count:,} rows")
+    out.print(slug)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,28 @@
+"""What a use case can refuse. The HTTP layer maps each to its status and code."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base of every refusal a client can cause; ``message`` is safe to show."""
+
+    def __init__(self, message: str, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(ServiceError):
+    """Missing, or not the caller's: the two are indistinguishable on purpose."""
+
+
+class InvalidInput(ServiceError):
+    """Well-formed but unacceptable (422 / 11000)."""
+
+
+class Unauthenticated(ServiceError):
+    """No key (12001)."""
+
+
+class InvalidToken(ServiceError):
+    """Unknown or revoked key (12002)."""

@@ -1,0 +1,35 @@
+"""Signed, expiring download links: anyone holding one may download, no API key needed."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from urllib.parse import quote
+
+from runyard.services.errors import NotFound
+
+FILES_PATH = "/api/v2/files"
+
+
+class LinkSigner:
+    def __init__(self, secret: bytes, ttl_seconds: int) -> None:
+        self.secret = secret
+        self.ttl = ttl_seconds
+
+    def _signature(self, name: str, filename: str, expires: int) -> str:
+        message = f"{name}\n{filename}\n{expires}".encode()
+        return hmac.new(self.secret, message, hashlib.sha256).hexdigest()
+
+    def url(self, base_url: str, name: str, filename: str, *, now: float | None = None) -> str:
+        expires = int(now if now is not None else time.time()) + self.ttl
+        sig = self._signature(name, filename, expires)
+        return (
+            f"{base_url.rstrip('/')}{FILES_PATH}/{quote(name)}/{quote(filename)}"
+            f"?expires={expires}&signature={sig}"
+        )
+
+    def verify(self, name: str, filename: str, expires: int, signature: str) -> None:
+        expected = self._signature(name, filename, expires)
+        if not hmac.compare_digest(expected, signature) or expires < time.time():
+            raise NotFound("download link is invalid or has expired")

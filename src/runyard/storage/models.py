@@ -1,0 +1,118 @@
+"""Metadata tables. Result rows live in ``result_rows`` (see ``rowstore``), not as ORM objects."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: SHA-256 of the key: keys are 256-bit random, so a fast hash is enough and lookup is exact.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The first characters, shown in listings so a person can tell keys apart.
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Worker(Base):
+    __tablename__ = "workers"
+    __table_args__ = (UniqueConstraint("user_id", "slug", name="uq_workers_user_slug"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    slug: Mapped[str] = mapped_column(String(128))
+    title: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_user_created", "user_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(26), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"))
+    version: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    origin: Mapped[str] = mapped_column(String(16))
+    #: Rows stored so far; kept with every committed batch so a page never counts.
+    results: Mapped[int] = mapped_column(Integer, default=0)
+    #: JSON list of ``{"key", "label"}``: declared headers, then keys in order of first sight.
+    columns: Mapped[str] = mapped_column(Text, default="[]")
+    usage: Mapped[str] = mapped_column(String(32), default="0.0000")
+    traffic: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[int] = mapped_column(Integer, default=0)
+    finished_at: Mapped[int] = mapped_column(Integer, default=0)
+    err_msg: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Export(Base):
+    __tablename__ = "exports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(26), unique=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    format: Mapped[str] = mapped_column(String(8))
+    #: JSON list of the chosen keys, or null for "all headers".
+    keys: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Options that change the bytes (CSV BOM and delimiter), as canonical JSON.
+    options: Mapped[str] = mapped_column(Text, default="{}")
+    #: The snapshot: rows ``seq < row_count`` are exported, whatever the run writes later.
+    row_count: Mapped[int] = mapped_column(Integer)
+    #: ``pending`` until the file is complete and in place, then ``ready`` (or ``failed``).
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    truncated_cells: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+#: Result rows, stored as the JSON text received; ``seq`` is dense from 0 within a run, so a page
+#: is a primary-key range and never an ``OFFSET`` scan.
+result_rows = Table(
+    "result_rows",
+    metadata,
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("data", Text, nullable=False),
+)

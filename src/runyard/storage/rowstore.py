@@ -1,0 +1,77 @@
+"""Result rows behind one narrow interface.
+
+Rows are kept as the JSON text the worker sent, numbered densely from 0 within their run, so a
+page is the key range ``seq >= start AND seq < stop`` — constant cost at any depth, where SQL
+``OFFSET`` grows with it (DESIGN §2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select
+
+from runyard.storage.models import result_rows
+
+_PAGE = (
+    select(result_rows.c.data)
+    .where(
+        result_rows.c.run_id == bindparam("run_id"),
+        result_rows.c.seq >= bindparam("start"),
+        result_rows.c.seq < bindparam("stop"),
+    )
+    .order_by(result_rows.c.seq)
+)
+
+
+class RowStore(Protocol):
+    def append(
+        self, conn: Connection, run_id: int, first_seq: int, texts: Sequence[str]
+    ) -> None: ...
+
+    def read(self, run_id: int, start: int, stop: int) -> list[str]: ...
+
+    def iter_batches(
+        self, run_id: int, stop: int, batch_size: int = ...
+    ) -> Iterator[list[str]]: ...
+
+    def delete_run(self, conn: Connection, run_id: int) -> None: ...
+
+
+class SqlRowStore:
+    """Rows in the metadata database itself (SQLite in the embedded mode).
+
+    ``append`` takes the caller's connection so that rows, the run's count and its columns
+    commit in one transaction: a crash loses at most the batch being written.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def append(self, conn: Connection, run_id: int, first_seq: int, texts: Sequence[str]) -> None:
+        if texts:
+            conn.execute(
+                insert(result_rows),
+                [
+                    {"run_id": run_id, "seq": first_seq + i, "data": text}
+                    for i, text in enumerate(texts)
+                ],
+            )
+
+    def read(self, run_id: int, start: int, stop: int) -> list[str]:
+        if stop <= start:
+            return []
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(_PAGE, {"run_id": run_id, "start": start, "stop": stop}).scalars()
+            )
+
+    def iter_batches(self, run_id: int, stop: int, batch_size: int = 5000) -> Iterator[list[str]]:
+        # One short read per batch, not one long cursor: a long-lived reader would hold back
+        # SQLite's WAL checkpoint for the whole export.
+        for start in range(0, stop, batch_size):
+            yield self.read(run_id, start, min(start + batch_size, stop))
+
+    def delete_run(self, conn: Connection, run_id: int) -> None:
+        conn.execute(delete(result_rows).where(result_rows.c.run_id == run_id))
