@@ -29,10 +29,15 @@ class Header(BaseModel):
     label: str
 
 
+# Aliases, because inside ResultPage the field ``list`` shadows the builtin.
+Headers = list[Header]
+Rows = list[dict[str, Any]]
+
+
 class ResultPage(BaseModel):
     count: int = Field(description="Rows stored for the run so far")
-    headers: list[Header] = Field(description="The run's columns, declared first, then seen")
-    list: list[dict[str, Any]] = Field(description="The rows exactly as the worker pushed them")
+    headers: Headers = Field(description="The run's columns, declared first, then seen")
+    list: Rows = Field(description="The rows exactly as the worker pushed them")
     page_index: int
     page_size: int
 

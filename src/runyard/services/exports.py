@@ -141,9 +141,9 @@ class Exports:
     def resolve(self, name: str, filename: str, expires: int, signature: str) -> DownloadFile:
         """The complete file behind a signed link, waiting for it to be written if need be."""
         self.signer.verify(name, filename, expires, signature)
-        export = self._load(name)
+        export = self.get(name)
         self.wait(export.id)
-        export = self._load(name)
+        export = self.get(name)
         path = self.files.path(_file_name(export)) if export.status == "ready" else None
         if path is None:
             raise NotFound("export file is not available")
@@ -159,7 +159,8 @@ class Exports:
         if not ready:
             self._start(export_id).result()
 
-    def _load(self, name: str) -> Export:
+    def get(self, name: str) -> Export:
+        """The export behind a link name."""
         with self.db.session() as s:
             export = s.scalar(select(Export).where(Export.slug == name))
         if export is None:

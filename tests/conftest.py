@@ -1,0 +1,110 @@
+"""A real Runyard server on loopback for the API tests, and helpers to fill it."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import uvicorn
+
+from runyard.api import create_app
+from runyard.services import Services
+from runyard.services.imports import import_file
+from runyard.settings import Settings
+
+_names = itertools.count()
+
+
+@dataclass
+class User:
+    name: str
+    id: int
+    key: str
+
+
+class Server:
+    """``runyard serve``'s app under uvicorn in a thread, reachable over real HTTP."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.services = Services(settings)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            create_app(self.services), log_level="warning", lifespan="on", access_log=False
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]})
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("test server did not start")
+            time.sleep(0.01)
+        self.tmp = settings.data_dir / "inputs"
+        self.tmp.mkdir(exist_ok=True)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    def user(self) -> User:
+        name = f"user{next(_names)}"
+        uid = self.services.accounts.create_user(name)
+        return User(name, uid, self.services.accounts.create_key(name))
+
+    def run(self, user: User, rows: list[Any], worker: str = "test-worker") -> str:
+        """A succeeded run holding ``rows`` (dicts, or JSON texts kept verbatim)."""
+        path = self.tmp / f"rows{next(_names)}.jsonl"
+        with open(path, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write((row if isinstance(row, str) else orjson.dumps(row).decode()) + "\n")
+        svc = self.services
+        return import_file(svc.db, svc.rows, svc.runs, path, user_id=user.id, worker_slug=worker)
+
+    def client(self, user: User | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {user.key}"} if user else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(Settings(data_dir=tmp_path_factory.mktemp("runyard")))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """For tests that need other settings than the shared server's."""
+    started: list[Server] = []
+
+    def make(**settings: Any) -> Server:
+        srv = Server(Settings(data_dir=tmp_path / f"srv{len(started)}", **settings))
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture
+def user(server: Server) -> User:
+    return server.user()
+
+
+@pytest.fixture
+def api(server: Server, user: User) -> Iterator[httpx.Client]:
+    with server.client(user) as client:
+        yield client

@@ -1,0 +1,227 @@
+"""``GET /worker-runs/{runId}/result/export`` and the signed file endpoint, over real HTTP."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import openpyxl
+import pytest
+
+from runyard.services.ingest import RowIngestor
+from tests.conftest import Server, User
+
+FORMATS = {
+    "csv": "text/csv; charset=utf-8",
+    "json": "application/json",
+    "jsonl": "application/x-ndjson",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "xls": "application/vnd.ms-excel",
+    "xml": "application/xml; charset=utf-8",
+    "html": "text/html; charset=utf-8",
+    "rss": "application/rss+xml; charset=utf-8",
+}
+
+ROWS = [
+    {"title": "Café ☕", "url": "https://example.com/a", "price": 3.5, "tags": ["x", "y"]},
+    {"title": 'Say "hi", then\nleave', "url": "https://example.com/b", "price": None},
+    {"title": "=1+1", "extra": {"deep": True}},
+]
+
+
+def export_url(api: httpx.Client, run: str, **params: str) -> str:
+    resp = api.get(f"/api/v2/worker-runs/{run}/result/export", params=params)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["code"] == 0 and body["message"] == "success"
+    assert set(body["data"]) == {"download_url"}
+    return str(body["data"]["download_url"])
+
+
+def download(url: str, **kwargs: object) -> httpx.Response:
+    # No API key: the signature is the grant.
+    return httpx.get(url, timeout=120, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_format_downloads_as_an_attachment(
+    server: Server, user: User, api: httpx.Client, fmt: str
+) -> None:
+    run = server.run(user, ROWS, worker="shop-scraper")
+    url = export_url(api, run, format=fmt.upper())
+    assert url.startswith(server.url + "/api/v2/files/")
+    resp = download(url)
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == FORMATS[fmt]
+    assert resp.headers["content-disposition"] == (
+        f'attachment; filename="shop-scraper_{run}.{fmt}"'
+    )
+    assert int(resp.headers["content-length"]) == len(resp.content) > 0
+
+
+def test_default_format_is_csv_with_bom_crlf_and_all_headers(
+    server: Server, user: User, api: httpx.Client
+) -> None:
+    run = server.run(user, ROWS)
+    content = download(export_url(api, run)).content
+    assert content.startswith(b"\xef\xbb\xbf")
+    assert b"\r\n" in content
+    rows = list(csv.reader(io.StringIO(content.decode("utf-8-sig"), newline="")))
+    assert rows[0] == ["title", "url", "price", "tags", "extra"]
+    assert rows[1] == ["Café ☕", "https://example.com/a", "3.5", '["x","y"]', ""]
+    assert rows[2] == ['Say "hi", then\nleave', "https://example.com/b", "", "", ""]
+    assert rows[3] == ["=1+1", "", "", "", '{"deep":true}']
+
+
+def test_csv_options_bom_and_delimiter(server: Server, user: User, api: httpx.Client) -> None:
+    run = server.run(user, [{"a": 1, "b": "x;y"}])
+    content = download(export_url(api, run, bom="0", delimiter=";")).content
+    assert content == b'a;b\r\n1;"x;y"\r\n'
+    resp = api.get(f"/api/v2/worker-runs/{run}/result/export", params={"delimiter": "ab"})
+    assert resp.status_code == 422 and resp.json()["code"] == 11000
+
+
+def test_filter_keys_trimmed_deduplicated_in_order(
+    server: Server, user: User, api: httpx.Client
+) -> None:
+    run = server.run(user, ROWS)
+    url = export_url(api, run, format="json", filter_keys=" url , ,title,url,nowhere")
+    assert json.loads(download(url).content) == [
+        {"url": r.get("url"), "title": r.get("title"), "nowhere": None} for r in ROWS
+    ]
+
+
+def test_json_without_filter_keeps_rows_verbatim(
+    server: Server, user: User, api: httpx.Client
+) -> None:
+    texts = ['{"b":1,"a":"ü"}', '{"c":[1,{"d":null}]}']
+    run = server.run(user, texts)
+    content = download(export_url(api, run, format="json")).content
+    assert json.loads(content) == [json.loads(t) for t in texts]
+    for text in texts:
+        assert text.encode() in content
+    jsonl = download(export_url(api, run, format="jsonl")).content
+    assert jsonl.decode().splitlines() == texts
+
+
+def test_xlsx_reads_back_cell_by_cell(server: Server, user: User, api: httpx.Client) -> None:
+    run = server.run(user, ROWS)
+    content = download(export_url(api, run, format="xlsx")).content
+    sheet = openpyxl.load_workbook(io.BytesIO(content), read_only=True).worksheets[0]
+    values = [list(r) for r in sheet.iter_rows(values_only=True)]
+    assert values[0] == ["title", "url", "price", "tags", "extra"]
+    assert values[1] == ["Café ☕", "https://example.com/a", 3.5, '["x","y"]', None]
+    assert values[3][0] == "=1+1"  # a string, never a formula
+
+
+def test_unsupported_format_is_422_with_the_list(
+    server: Server, user: User, api: httpx.Client
+) -> None:
+    run = server.run(user, ROWS)
+    resp = api.get(f"/api/v2/worker-runs/{run}/result/export", params={"format": "pdf"})
+    assert resp.status_code == 422
+    body = resp.json()
+    assert body["code"] == 11000 and body["data"] is None
+    assert all(f in body["details"][0] for f in FORMATS)
+
+
+def test_empty_run_exports_header_only(server: Server, user: User, api: httpx.Client) -> None:
+    run = server.run(user, [])
+    assert json.loads(download(export_url(api, run, format="json")).content) == []
+    csv_text = download(export_url(api, run, format="csv", filter_keys="a,b")).content
+    assert csv_text == b"\xef\xbb\xbfa,b\r\n"
+
+
+def test_export_is_a_snapshot_of_the_rows_at_request_time(
+    server: Server, user: User, api: httpx.Client
+) -> None:
+    svc = server.services
+    worker_id = svc.runs.ensure_worker(user.id, "live")
+    run_id, slug = svc.runs.create(user.id, worker_id, version="1", origin="cli", status="running")
+    ingest = RowIngestor(svc.db, svc.rows, run_id)
+    for i in range(3):
+        ingest.add(f'{{"i":{i}}}', {"i": i})
+    ingest.flush()
+    url = export_url(api, slug, format="jsonl")
+    for i in range(3, 10):
+        ingest.add(f'{{"i":{i}}}', {"i": i})
+    ingest.flush()
+    assert download(url).content.decode().splitlines() == ['{"i":0}', '{"i":1}', '{"i":2}']
+    later = download(export_url(api, slug, format="jsonl")).content
+    assert len(later.decode().splitlines()) == 10
+
+
+def test_finished_runs_identical_export_is_reused(
+    server: Server, user: User, api: httpx.Client
+) -> None:
+    run = server.run(user, ROWS)
+    first = urlsplit(export_url(api, run, format="xml")).path
+    second = urlsplit(export_url(api, run, format="xml")).path
+    other = urlsplit(export_url(api, run, format="xml", filter_keys="title")).path
+    assert first == second != other
+
+
+def test_head_and_range(server: Server, user: User, api: httpx.Client) -> None:
+    run = server.run(user, [{"i": i} for i in range(1000)])
+    url = export_url(api, run, format="jsonl")
+    full = download(url).content
+    head = httpx.head(url)
+    assert head.status_code == 200
+    assert int(head.headers["content-length"]) == len(full)
+    assert head.content == b""
+    part = download(url, headers={"Range": "bytes=10-29"})
+    assert part.status_code == 206
+    assert part.content == full[10:30]
+    assert part.headers["content-range"] == f"bytes 10-29/{len(full)}"
+
+
+@pytest.mark.parametrize("tamper", ["name", "signature", "expires", "filename", "missing"])
+def test_tampered_links_are_404_11004(
+    server: Server, user: User, api: httpx.Client, tamper: str
+) -> None:
+    url = export_url(api, server.run(user, ROWS), format="csv")
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    _, name, filename = parts.path.rsplit("/", 2)
+    if tamper == "name":
+        name = name[:-1] + ("A" if name[-1] != "A" else "B")
+    elif tamper == "filename":
+        filename = "other.csv"
+    elif tamper == "signature":
+        query["signature"] = query["signature"][:-1] + "0"
+    elif tamper == "expires":
+        query["expires"] = str(int(query["expires"]) + 1)
+    else:
+        query = {}
+    resp = httpx.get(f"{server.url}/api/v2/files/{name}/{filename}", params=query)
+    assert resp.status_code == 404
+    assert resp.json()["code"] == 11004
+
+
+def test_expired_link_is_404(server: Server, user: User) -> None:
+    svc = server.services
+    run = server.run(user, ROWS)
+    url = svc.signer.url(server.url, "01ARZ3NDEKTSV4RRFFQ69G5FAV", f"w_{run}.csv", now=0)
+    resp = httpx.get(url)
+    assert resp.status_code == 404 and resp.json()["code"] == 11004
+
+
+def test_link_expiry_follows_the_setting(make_server) -> None:  # type: ignore[no-untyped-def]
+    srv = make_server(link_ttl_seconds=120)
+    user = srv.user()
+    with srv.client(user) as api:
+        url = export_url(api, srv.run(user, ROWS))
+    expires = int(parse_qs(urlsplit(url).query)["expires"][0])
+    assert abs(expires - (time.time() + 120)) < 10
+
+
+def test_public_url_setting_builds_the_link(make_server) -> None:  # type: ignore[no-untyped-def]
+    srv = make_server(public_url="https://data.example.org/")
+    user = srv.user()
+    with srv.client(user) as api:
+        url = export_url(api, srv.run(user, ROWS))
+    assert url.startswith("https://data.example.org/api/v2/files/")
