@@ -8,7 +8,40 @@ from pathlib import Path
 
 import orjson
 
-WORDS = ["alpha", "bravo", "copper", "delta", "ember", "fjord", "granite", "harbor", "indigo", "juniper", "kestrel", "lumen", "meadow", "nickel", "orchid", "pepper", "quartz", "russet", "sable", "timber", "umber", "velvet", "willow", "xenon", "yarrow", "zephyr", "café", "façade", "naïve", "東京", "Zürich", "São"]
+WORDS = [
+    "alpha",
+    "bravo",
+    "copper",
+    "delta",
+    "ember",
+    "fjord",
+    "granite",
+    "harbor",
+    "indigo",
+    "juniper",
+    "kestrel",
+    "lumen",
+    "meadow",
+    "nickel",
+    "orchid",
+    "pepper",
+    "quartz",
+    "russet",
+    "sable",
+    "timber",
+    "umber",
+    "velvet",
+    "willow",
+    "xenon",
+    "yarrow",
+    "zephyr",
+    "café",
+    "façade",
+    "naïve",
+    "東京",
+    "Zürich",
+    "São",
+]
 CITIES = ["Berlin", "Lisbon", "Osaka", "Toronto", "Nairobi", "Lima", "Oslo", "Hanoi"]
 
 
