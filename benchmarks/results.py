@@ -18,6 +18,7 @@ import argparse
 import os
 import platform
 import random
+import resource
 import socket
 import sqlite3
 import statistics
@@ -73,7 +74,9 @@ def prepare(rows: int) -> tuple[Path, Path, str, dict[str, Any]]:
         str(data_dir),
     )
     seconds = time.perf_counter() - started
-    info = {"run": run, "import_seconds": seconds, "jsonl_bytes": size}
+    # The import is the largest child so far, so the children's peak is the import's.
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    info = {"run": run, "import_seconds": seconds, "jsonl_bytes": size, "import_rss_mb": peak}
     marker.write_bytes(orjson.dumps(info))
     return src, data_dir, run, info
 
@@ -256,7 +259,8 @@ def report(
         f"Machine: {machine()}.",
         f"Data: {rows:,} rows, {info['jsonl_bytes'] / rows:.0f} bytes each on average as JSON "
         f"(15 fields, 3 nested). Import: {info['import_seconds']:.1f} s "
-        f"({rows / info['import_seconds']:,.0f} rows/s).",
+        f"({rows / info['import_seconds']:,.0f} rows/s, peak RSS "
+        f"{info.get('import_rss_mb', 0):.0f} MB).",
         "Command: `make bench` (`python benchmarks/results.py`). Ratios compare figures measured "
         "in the same run; absolute times depend on the machine's other load.",
         "",

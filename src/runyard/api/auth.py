@@ -19,13 +19,17 @@ def services(request: Request) -> Services:
     return svc
 
 
-def caller(
+async def caller(
     request: Request,
     bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
     header_key: str | None = Depends(_header),
     query_key: str | None = Depends(_query),
 ) -> int:
-    """The id of the calling user; 401 / 12001 without a key, 401 / 12002 with a bad one."""
+    """The id of the calling user; 401 / 12001 without a key, 401 / 12002 with a bad one.
+
+    ``async`` so that it runs inline: the lookup is one indexed read, far cheaper than the
+    thread-pool hop FastAPI makes for a plain ``def`` dependency on every request.
+    """
     key = (bearer.credentials if bearer else None) or header_key or query_key
     if not key:
         raise Unauthenticated("authentication required")

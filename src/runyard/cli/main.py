@@ -85,7 +85,8 @@ def serve(
             f"\n[bold]First start:[/bold] created user [cyan]{LOCAL_USER}[/cyan] and an API key "
             "(shown only now; it is stored hashed):\n\n"
             f"  {key}\n\n"
-            "Try it:\n\n"
+            "Try it: import a dataset, then read your newest run's first page:\n\n"
+            f"  .venv/bin/runyard runs import FILE.jsonl --user {LOCAL_USER} --worker my-data\n"
             f"  curl -H {shlex.quote('Authorization: Bearer ' + key)} "
             f"{base}/api/v2/worker-runs/last/result\n",
             markup=True,
