@@ -9,10 +9,10 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from runyard.services.errors import InvalidInput, InvalidToken, NotFound
-from runyard.storage import ApiKey, Database, User
+from runyard.storage import ApiKey, Database, RawQuery, User
 
 KEY_PREFIX = "ry_"
 _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -34,6 +34,12 @@ class KeyInfo:
 class Accounts:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._by_hash = RawQuery(
+            db.engine,
+            select(ApiKey.user_id, ApiKey.key_hash).where(
+                ApiKey.key_hash == bindparam("digest"), ApiKey.revoked_at.is_(None)
+            ),
+        )
 
     def create_user(self, name: str) -> int:
         if not _USER_NAME.match(name):
@@ -95,14 +101,9 @@ class Accounts:
     def authenticate(self, key: str) -> int:
         """The user id owning ``key``; raises ``InvalidToken`` for unknown or revoked keys."""
         digest = hash_key(key)
-        with self.db.engine.connect() as conn:
-            row = conn.execute(
-                select(ApiKey.user_id, ApiKey.key_hash).where(
-                    ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)
-                )
-            ).first()
+        row = self._by_hash.first(digest=digest)
         # The lookup is by hash, so timing reveals nothing about the key; the explicit
         # constant-time comparison keeps it that way should the lookup ever change.
-        if row is None or not hmac.compare_digest(row.key_hash, digest):
+        if row is None or not hmac.compare_digest(row[1], digest):
             raise InvalidToken("invalid token")
-        return int(row.user_id)
+        return int(row[0])

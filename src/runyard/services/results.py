@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from runyard.services.errors import NotFound
 from runyard.services.paging import Window
 from runyard.services.runs import LAST
-from runyard.storage import Database, RowStore, Run
+from runyard.storage import Database, RawQuery, RowStore, Run
 
 
 @dataclass(frozen=True)
@@ -27,24 +27,27 @@ class Results:
     def __init__(self, db: Database, rows: RowStore) -> None:
         self.db = db
         self.rows = rows
+        base = select(Run.id, Run.results, Run.columns).where(Run.user_id == bindparam("user"))
+        self._by_slug = RawQuery(db.engine, base.where(Run.slug == bindparam("slug")))
+        self._last = RawQuery(
+            db.engine, base.order_by(Run.created_at.desc(), Run.id.desc()).limit(1)
+        )
 
     def page(self, user_id: int, run_slug: str, window: Window) -> ResultPage:
-        query = select(Run.id, Run.results, Run.columns).where(Run.user_id == user_id)
         if run_slug == LAST:
-            query = query.order_by(Run.created_at.desc(), Run.id.desc()).limit(1)
+            run = self._last.first(user=user_id)
         else:
-            query = query.where(Run.slug == run_slug)
-        with self.db.engine.connect() as conn:
-            run = conn.execute(query).first()
+            run = self._by_slug.first(user=user_id, slug=run_slug)
         if run is None:
             raise NotFound("run not found")
+        run_id, count, columns = run
         # Rows past ``results`` may belong to a batch still committing elsewhere; the count is
         # what the reply promises, so it bounds the read.
-        stop = min(window.stop, run.results)
+        stop = min(window.stop, count)
         return ResultPage(
-            count=run.results,
-            headers_json=run.columns,
-            rows=self.rows.read(run.id, window.start, stop),
+            count=count,
+            headers_json=columns,
+            rows=self.rows.read(run_id, window.start, stop),
             page_index=window.page_index,
             page_size=window.size,
         )

@@ -3,6 +3,7 @@
 from runyard.storage.database import Database, make_engine, migrate
 from runyard.storage.files import FileStore, LocalFileStore
 from runyard.storage.models import ApiKey, Export, Run, User, Worker, result_rows
+from runyard.storage.rawquery import RawQuery
 from runyard.storage.rowstore import RowStore, SqlRowStore
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "Export",
     "FileStore",
     "LocalFileStore",
+    "RawQuery",
     "RowStore",
     "Run",
     "SqlRowStore",

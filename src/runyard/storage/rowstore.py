@@ -13,6 +13,7 @@ from typing import Protocol
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select
 
 from runyard.storage.models import result_rows
+from runyard.storage.rawquery import RawQuery
 
 _PAGE = (
     select(result_rows.c.data)
@@ -48,6 +49,7 @@ class SqlRowStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._page = RawQuery(engine, _PAGE)
 
     def append(self, conn: Connection, run_id: int, first_seq: int, texts: Sequence[str]) -> None:
         if texts:
@@ -62,10 +64,7 @@ class SqlRowStore:
     def read(self, run_id: int, start: int, stop: int) -> list[str]:
         if stop <= start:
             return []
-        with self.engine.connect() as conn:
-            return list(
-                conn.execute(_PAGE, {"run_id": run_id, "start": start, "stop": stop}).scalars()
-            )
+        return [row[0] for row in self._page.all(run_id=run_id, start=start, stop=stop)]
 
     def iter_batches(self, run_id: int, stop: int, batch_size: int = 5000) -> Iterator[list[str]]:
         # One short read per batch, not one long cursor: a long-lived reader would hold back
