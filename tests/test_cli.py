@@ -211,5 +211,7 @@ def test_serve_first_start_prints_a_working_key_and_never_logs_tokens(tmp_path: 
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=20)
     log = banner + rest
-    assert "GET /api/v2/worker-runs/last/result?token=[redacted]" in log
+    assert re.search(
+        r'"GET /api/v2/worker-runs/last/result\?token=\[redacted\]" 404 [0-9.]+ms req-', log
+    ), log
     assert log.count(key.group()) == 2  # the banner's key and its curl line, nothing else

@@ -42,6 +42,13 @@ def test_every_route_is_documented_with_its_envelope(server: Server) -> None:
     )
     assert set(link["properties"]) == {"download_url"}
     assert {p["name"] for p in export["parameters"]} >= {"format", "filter_keys"}
-    assert {"HTTPBearer", "APIKeyHeader", "APIKeyQuery"} <= set(
-        spec["components"]["securitySchemes"]
-    )
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "Preferred: `Authorization: Bearer <key>`",
+    }
+    assert schemes["apiKeyHeader"]["name"] == "api-key"
+    assert schemes["tokenQuery"] == {"type": "apiKey", "in": "query", "name": "token"}
+    assert {next(iter(s)) for s in result["security"]} == set(schemes)
+    assert "security" not in paths["/api/v2/files/{name}/{filename}"]["get"]

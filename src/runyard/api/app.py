@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from runyard import __version__
 from runyard.api import errors
+from runyard.api.auth import document_security
 from runyard.api.request_id import RequestIdMiddleware
 from runyard.api.routes import files, results, runs
 from runyard.services import Services
@@ -34,5 +35,6 @@ def create_app(svc: Services, *, close_on_shutdown: bool = True) -> FastAPI:
     for router in (results.router, runs.router, files.router):
         app.include_router(router, prefix=API_PREFIX)
     errors.install(app)
+    document_security(app, public_paths=(API_PREFIX + "/files/",))
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -1,4 +1,8 @@
-"""Access logging that never writes an API key: ``token=`` values are redacted."""
+"""Logging that never writes an API key: ``token=`` (and link ``signature=``) values are redacted.
+
+The access log is written by ``request_id.RequestIdMiddleware`` (logger ``runyard.access``);
+the filter below guards every other log line too.
+"""
 
 from __future__ import annotations
 
@@ -30,4 +34,16 @@ def log_config() -> dict[str, Any]:
     for handler in config["handlers"].values():
         handler["filters"] = ["redact"]
     config["loggers"]["runyard"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    config["loggers"]["runyard.access"] = {
+        "handlers": ["access_plain"],
+        "level": "INFO",
+        "propagate": False,
+    }
+    config["formatters"]["access_plain"] = {"format": "%(asctime)s %(message)s"}
+    config["handlers"]["access_plain"] = {
+        "formatter": "access_plain",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stdout",
+        "filters": ["redact"],
+    }
     return config

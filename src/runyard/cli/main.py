@@ -98,6 +98,7 @@ def serve(
         port=settings.port,
         log_config=log_config(),
         server_header=False,
+        access_log=False,  # written by Runyard itself, with the request id
     )
 
 
