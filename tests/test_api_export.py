@@ -147,12 +147,16 @@ def test_export_is_a_snapshot_of_the_rows_at_request_time(
         ingest.add(f'{{"i":{i}}}', {"i": i})
     ingest.flush()
     url = export_url(api, slug, format="jsonl")
+    csv_url = export_url(api, slug, format="csv", bom="0")
     for i in range(3, 10):
-        ingest.add(f'{{"i":{i}}}', {"i": i})
+        ingest.add(f'{{"i":{i},"late":true}}', {"i": i, "late": True})
     ingest.flush()
     assert download(url).content.decode().splitlines() == ['{"i":0}', '{"i":1}', '{"i":2}']
+    # Columns are part of the snapshot too: a key first seen later is not in the file.
+    assert download(csv_url).content == b"i\r\n0\r\n1\r\n2\r\n"
     later = download(export_url(api, slug, format="jsonl")).content
     assert len(later.decode().splitlines()) == 10
+    assert download(export_url(api, slug, format="csv")).content.splitlines()[0].endswith(b"i,late")
 
 
 def test_finished_runs_identical_export_is_reused(

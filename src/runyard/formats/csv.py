@@ -12,6 +12,9 @@ from runyard.formats.base import RowBatch, WriteStats
 from runyard.formats.cells import cell_text
 
 _BUFFER = 1 << 20
+#: Cells the csv module already writes by the cell rules (str as-is, int in digits, None as an
+#: empty cell); skipping ``cell_text`` for them is a third of the export's time.
+_AS_IS = frozenset({str, int, type(None)})
 
 
 class CsvWriter:
@@ -19,8 +22,10 @@ class CsvWriter:
     media_type = "text/csv; charset=utf-8"
 
     def __init__(self, *, bom: bool = True, delimiter: str = ",") -> None:
-        if len(delimiter) != 1:
-            raise ValueError("the CSV delimiter must be exactly one character")
+        if len(delimiter) != 1 or delimiter in '"\r\n':
+            raise ValueError(
+                "delimiter must be one character other than a double quote or a line break"
+            )
         self.bom = bom
         self.delimiter = delimiter
 
@@ -40,7 +45,9 @@ class CsvWriter:
             out = csv.writer(raw, delimiter=self.delimiter, lineterminator="\r\n")
             out.writerow(keys)
             for batch in batches:
-                rows = [orjson.loads(text) for text in batch]
-                out.writerows([cell_text(row.get(key)) for key in keys] for row in rows)
-                stats.rows += len(rows)
+                out.writerows(
+                    [v if type(v) in _AS_IS else cell_text(v) for v in map(row.get, keys)]
+                    for row in map(orjson.loads, batch)
+                )
+                stats.rows += len(batch)
         return stats

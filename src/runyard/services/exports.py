@@ -55,12 +55,12 @@ def parse_filter_keys(value: str | None) -> list[str] | None:
 
 
 def csv_options(bom: bool, delimiter: str) -> dict[str, Any]:
-    if len(delimiter) != 1 or delimiter in '"\r\n':
-        raise InvalidInput(
-            f"invalid delimiter {delimiter!r}",
-            ["delimiter must be one character other than a double quote or a line break"],
-        )
-    return {"bom": bom, "delimiter": delimiter}
+    options = {"bom": bom, "delimiter": delimiter}
+    try:
+        get_writer("csv", **options)  # the writer is the one judge of its options
+    except ValueError as exc:
+        raise InvalidInput(f"invalid delimiter {delimiter!r}", [str(exc)]) from None
+    return options
 
 
 def _file_name(export: Export) -> str:
@@ -126,6 +126,9 @@ class Exports:
                     run_id=run.id,
                     format=fmt,
                     keys=keys_json,
+                    columns=orjson.dumps(
+                        keys if keys is not None else [c["key"] for c in orjson.loads(run.columns)]
+                    ).decode(),
                     options=options_json,
                     row_count=run.results,
                     status="pending",
@@ -194,8 +197,6 @@ class Exports:
             ).one()
         if export.status == "ready" and self.files.path(_file_name(export)) is not None:
             return
-        keys: list[str] | None = orjson.loads(export.keys) if export.keys else None
-        columns = keys if keys is not None else [c["key"] for c in orjson.loads(run.columns)]
         options: dict[str, Any] = orjson.loads(export.options)
         if export.format == "rss":
             options["channel_title"] = worker.title
@@ -205,9 +206,9 @@ class Exports:
             with self.files.writing(_file_name(export)) as tmp:
                 stats = writer.write(
                     tmp,
-                    columns,
+                    orjson.loads(export.columns),
                     self.rows.iter_batches(run.id, export.row_count),
-                    projected=keys is not None,
+                    projected=export.keys is not None,
                 )
                 size = tmp.stat().st_size
         except Exception as exc:

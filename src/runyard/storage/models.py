@@ -95,6 +95,8 @@ class Export(Base):
     format: Mapped[str] = mapped_column(String(8))
     #: JSON list of the chosen keys, or null for "all headers".
     keys: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: JSON list of the keys the file has, fixed when the export was asked for.
+    columns: Mapped[str] = mapped_column(Text)
     #: Options that change the bytes (CSV BOM and delimiter), as canonical JSON.
     options: Mapped[str] = mapped_column(Text, default="{}")
     #: The snapshot: rows ``seq < row_count`` are exported, whatever the run writes later.

@@ -94,6 +94,7 @@ def upgrade() -> None:
         sa.Column("run_id", sa.Integer(), nullable=False),
         sa.Column("format", sa.String(length=8), nullable=False),
         sa.Column("keys", sa.Text(), nullable=True),
+        sa.Column("columns", sa.Text(), nullable=False),
         sa.Column("options", sa.Text(), nullable=False),
         sa.Column("row_count", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
