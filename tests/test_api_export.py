@@ -132,6 +132,7 @@ def test_unsupported_format_is_422_with_the_list(
 def test_empty_run_exports_header_only(server: Server, user: User, api: httpx.Client) -> None:
     run = server.run(user, [])
     assert json.loads(download(export_url(api, run, format="json")).content) == []
+    assert download(export_url(api, run, format="csv")).content == b"\xef\xbb\xbf"
     csv_text = download(export_url(api, run, format="csv", filter_keys="a,b")).content
     assert csv_text == b"\xef\xbb\xbfa,b\r\n"
 
@@ -187,16 +188,21 @@ def test_head_and_range(server: Server, user: User, api: httpx.Client) -> None:
 def test_tampered_links_are_404_11004(
     server: Server, user: User, api: httpx.Client, tamper: str
 ) -> None:
-    url = export_url(api, server.run(user, ROWS), format="csv")
+    run = server.run(user, ROWS)
+    url = export_url(api, run, format="csv")
+    other_name = urlsplit(export_url(api, run, format="json")).path.rsplit("/", 2)[1]
+    assert download(url).status_code == 200  # the untouched link works
     parts = urlsplit(url)
     query = {k: v[0] for k, v in parse_qs(parts.query).items()}
     _, name, filename = parts.path.rsplit("/", 2)
     if tamper == "name":
-        name = name[:-1] + ("A" if name[-1] != "A" else "B")
+        name = other_name  # a real export, but not the one this link was signed for
     elif tamper == "filename":
         filename = "other.csv"
     elif tamper == "signature":
-        query["signature"] = query["signature"][:-1] + "0"
+        query["signature"] = query["signature"][:-1] + (
+            "0" if query["signature"][-1] != "0" else "1"
+        )
     elif tamper == "expires":
         query["expires"] = str(int(query["expires"]) + 1)
     else:
@@ -206,12 +212,60 @@ def test_tampered_links_are_404_11004(
     assert resp.json()["code"] == 11004
 
 
-def test_expired_link_is_404(server: Server, user: User) -> None:
-    svc = server.services
-    run = server.run(user, ROWS)
-    url = svc.signer.url(server.url, "01ARZ3NDEKTSV4RRFFQ69G5FAV", f"w_{run}.csv", now=0)
-    resp = httpx.get(url)
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"expires": "²", "signature": "0" * 64},
+        {"expires": "9" * 5000, "signature": "0" * 64},
+        {"expires": "1", "signature": "é"},
+        {"expires": "-1", "signature": "x"},
+    ],
+)
+def test_garbage_link_parameters_are_404_not_500(server: Server, query: dict) -> None:
+    resp = httpx.get(f"{server.url}/api/v2/files/01ARZ3NDEKTSV4RRFFQ69G5FAV/x.csv", params=query)
     assert resp.status_code == 404 and resp.json()["code"] == 11004
+
+
+def test_expired_link_is_404(server: Server, user: User, api: httpx.Client) -> None:
+    run = server.run(user, ROWS, worker="w")
+    url = export_url(api, run, format="csv")
+    name, filename = urlsplit(url).path.rsplit("/", 2)[1:]
+    signer = server.services.signer
+    # The same export and file, signed correctly but a TTL in the past.
+    expired = signer.url(server.url, name, filename, now=time.time() - signer.ttl - 5)
+    assert download(url).status_code == 200
+    resp = download(expired)
+    assert resp.status_code == 404 and resp.json()["code"] == 11004
+
+
+def test_a_failed_export_is_reported_not_redone(
+    server: Server, user: User, api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = server.run(user, ROWS)
+    calls = []
+
+    def broken(*_a: object, **_k: object) -> None:
+        calls.append(1)
+        raise OSError("disk full")
+
+    monkeypatch.setattr("runyard.formats.html.HtmlWriter.write", broken)
+    url = export_url(api, run, format="html")
+    for _ in range(3):
+        resp = download(url)
+        assert resp.status_code == 500 and resp.json()["code"] == 10000
+        assert "disk" not in resp.text
+    assert len(calls) == 1
+    monkeypatch.undo()
+    # Asking again makes a new export, which works.
+    assert download(export_url(api, run, format="html")).status_code == 200
+
+
+def test_empty_run_export_twice_does_not_hang(
+    server: Server, user: User, api: httpx.Client
+) -> None:
+    run = server.run(user, [])
+    for _ in range(3):
+        assert download(export_url(api, run, format="csv")).content == b"\xef\xbb\xbf"
 
 
 def test_link_expiry_follows_the_setting(make_server) -> None:  # type: ignore[no-untyped-def]
@@ -229,3 +283,46 @@ def test_public_url_setting_builds_the_link(make_server) -> None:  # type: ignor
     with srv.client(user) as api:
         url = export_url(api, srv.run(user, ROWS))
     assert url.startswith("https://data.example.org/api/v2/files/")
+
+
+def test_last_forms(server: Server, user: User, api: httpx.Client) -> None:
+    server.run(user, [{"w": "a"}], worker="alpha")
+    server.run(user, [{"w": "b"}], worker="beta")
+    server.run(server.user(), [{"w": "other"}], worker="alpha")
+    newest = json.loads(download(export_url_at(api, "/api/v2/worker-runs/last/export")).content)
+    assert newest == [{"w": "b"}]
+    alpha = "/api/v2/workers/alpha/runs/last"
+    assert api.get(f"{alpha}/result").json()["data"]["list"] == [{"w": "a"}]
+    assert json.loads(download(export_url_at(api, f"{alpha}/export")).content) == [{"w": "a"}]
+    by_path = f"/api/v2/workers/{user.name}~alpha/runs/last/result"
+    assert api.get(by_path).json()["data"]["list"] == [{"w": "a"}]
+    for missing in (
+        "/api/v2/workers/nope/runs/last/result",
+        "/api/v2/workers/nope/runs/last/export",
+    ):
+        resp = api.get(missing)
+        assert resp.status_code == 404 and resp.json()["code"] == 11004
+
+
+def export_url_at(api: httpx.Client, path: str) -> str:
+    resp = api.get(path, params={"format": "json"})
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["data"]["download_url"])
+
+
+def test_trailing_slash_is_a_404_envelope_not_a_redirect(
+    server: Server, user: User, api: httpx.Client
+) -> None:
+    run = server.run(user, ROWS)
+    resp = api.get(f"/api/v2/worker-runs/{run}/result/")
+    assert resp.status_code == 404 and resp.json()["code"] == 11004
+
+
+def test_big_integers_keep_their_digits(server: Server, user: User, api: httpx.Client) -> None:
+    text = '{"id":123456789012345678901234567890,"n":18446744073709551616}'
+    run = server.run(user, [text])
+    assert text.encode() in api.get(f"/api/v2/worker-runs/{run}/result").content
+    content = download(export_url(api, run, format="csv", bom="0")).content
+    assert content == b"id,n\r\n123456789012345678901234567890,18446744073709551616\r\n"
+    projected = download(export_url(api, run, format="json", filter_keys="n")).content
+    assert b"18446744073709551616" in projected

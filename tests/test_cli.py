@@ -158,6 +158,16 @@ def test_import_errors_for_missing_file_and_user(data_dir: Path, tmp_path: Path)
     assert _run_count(data_dir) == 0
 
 
+@pytest.mark.parametrize("slug", ["a/b", "Upper", "-dash", ""])
+def test_import_refuses_a_bad_worker_slug(data_dir: Path, tmp_path: Path, slug: str) -> None:
+    (tmp_path / "ok.jsonl").write_text('{"a":1}\n')
+    code, _, err = cli(
+        data_dir, "runs", "import", str(tmp_path / "ok.jsonl"), "--user", "alice", "--worker", slug
+    )
+    assert code == 1 and "invalid worker slug" in err
+    assert _run_count(data_dir) == 0
+
+
 def test_data_dir_from_environment(tmp_path: Path) -> None:
     d = tmp_path / "from-env"
     result = runner.invoke(app, ["users", "create", "eve"], env={"RUNYARD_DATA_DIR": str(d)})
@@ -215,3 +225,12 @@ def test_serve_first_start_prints_a_working_key_and_never_logs_tokens(tmp_path: 
         r'"GET /api/v2/worker-runs/last/result\?token=\[redacted\]" 404 [0-9.]+ms req-', log
     ), log
     assert log.count(key.group()) == 2  # the banner's key and its curl line, nothing else
+
+
+def test_weak_secret_key_is_one_line_error(tmp_path: Path) -> None:
+    d = tmp_path / "weak"
+    d.mkdir()
+    (d / "secret.key").write_text("")
+    code, _, err = cli(d, "users", "create", "x")
+    assert code == 1
+    assert err.strip() == "error: the link-signing key must have at least 32 characters"

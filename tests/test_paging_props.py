@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runyard.services import MAX_LIMIT, Window
+from runyard.services import MAX_LIMIT
+from runyard.settings import Settings
 from tests.conftest import Server
 
 TOTAL = 237
@@ -36,10 +39,28 @@ def test_any_window_over_http(paged: tuple[httpx.Client, str], offset: int, limi
     assert data["count"] == TOTAL
 
 
-@given(offset=st.integers(0, 10**9), limit=st.integers(1, 10**6))
-def test_page_mode_windows_tile_the_rows(offset: int, limit: int) -> None:
-    window = Window.from_query(offset, limit, "page")
-    page = max(offset, 1)
-    assert window.start == (page - 1) * window.size
-    assert window.page_index == page
-    assert window.size == min(limit, MAX_LIMIT)
+@pytest.fixture(scope="module")
+def page_mode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, str]]:
+    srv = Server(Settings(data_dir=tmp_path_factory.mktemp("pages"), offset_mode="page"))
+    user = srv.user()
+    run = srv.run(user, [{"i": i} for i in range(TOTAL)])
+    with srv.client(user) as client:
+        yield client, run
+    srv.stop()
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(page=st.integers(0, 30), limit=st.integers(1, 150))
+def test_page_mode_pages_tile_the_rows(
+    page_mode: tuple[httpx.Client, str], page: int, limit: int
+) -> None:
+    api, run = page_mode
+    data = api.get(
+        f"/api/v2/worker-runs/{run}/result", params={"offset": page, "limit": limit}
+    ).json()["data"]
+    size = min(limit, MAX_LIMIT)
+    first = (max(page, 1) - 1) * size
+    assert [r["i"] for r in data["list"]] == list(range(TOTAL))[first : first + size]
+    assert data["page_index"] == max(page, 1)

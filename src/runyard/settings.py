@@ -7,8 +7,10 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_CHARS = 32
 
 
 class Settings(BaseSettings):
@@ -22,7 +24,7 @@ class Settings(BaseSettings):
     #: from each request.
     public_url: str | None = None
     #: HMAC key for download links; default: generated once and kept in ``data_dir``.
-    secret_key: str | None = None
+    secret_key: SecretStr | None = None
     #: How long a download link stays valid.
     link_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     #: ``row``: ``offset`` counts rows (the seeds). ``page``: ``offset`` is a 1-based page number.
@@ -43,16 +45,32 @@ class Settings(BaseSettings):
         return self.data_dir / "files"
 
     def resolved_secret_key(self) -> bytes:
-        """The link-signing key; created with owner-only permissions on first use."""
-        if self.secret_key:
-            return self.secret_key.encode()
+        """The link-signing key; created with owner-only permissions on first use.
+
+        Written whole to a private temporary file and then linked into place, so two processes
+        starting together agree on one key and none ever reads a half-written one.
+        """
+        key = self.secret_key.get_secret_value() if self.secret_key else self._stored_key()
+        if len(key) < MIN_SECRET_CHARS:
+            raise ValueError(
+                f"the link-signing key must have at least {MIN_SECRET_CHARS} characters"
+            )
+        return key.encode()
+
+    def _stored_key(self) -> str:
         path = self.data_dir / "secret.key"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
-        return path.read_text().strip().encode()
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".secret.key.{secrets.token_hex(8)}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(secrets.token_hex(32))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.link(tmp, path)  # fails if another process won the race: use its key
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink(missing_ok=True)
+        return path.read_text().strip()

@@ -32,6 +32,8 @@ def create_app(svc: Services, *, close_on_shutdown: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = svc
+    # A trailing slash is an unknown route (404 envelope), not a redirect without an envelope.
+    app.router.redirect_slashes = False
     for router in (results.router, runs.router, files.router):
         app.include_router(router, prefix=API_PREFIX)
     errors.install(app)

@@ -27,6 +27,12 @@ def ok(request: Request, data: Any) -> JSONBytes:
     )
 
 
+def error_body(code: int, message: str, details: list[str] | None, rid: str) -> bytes:
+    return orjson.dumps(
+        {"code": code, "message": message, "data": None, "details": details, "request_id": rid}
+    )
+
+
 def error(
     request: Request,
     status: int,
@@ -35,11 +41,5 @@ def error(
     details: list[str] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONBytes:
-    body = {
-        "code": code,
-        "message": message,
-        "data": None,
-        "details": details,
-        "request_id": request_id(request),
-    }
-    return JSONBytes(orjson.dumps(body), status_code=status, headers=headers)
+    body = error_body(code, message, details, request_id(request))
+    return JSONBytes(body, status_code=status, headers=headers)

@@ -9,7 +9,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from runyard.api.envelope import error
-from runyard.services import InvalidInput, InvalidToken, NotFound, ServiceError, Unauthenticated
+from runyard.services import (
+    ExportFailed,
+    InvalidInput,
+    InvalidToken,
+    NotFound,
+    ServiceError,
+    Unauthenticated,
+)
 
 #: Service refusal → (HTTP status, application code).
 STATUS: dict[type[ServiceError], tuple[int, int]] = {
@@ -17,6 +24,7 @@ STATUS: dict[type[ServiceError], tuple[int, int]] = {
     InvalidInput: (422, 11000),
     Unauthenticated: (401, 12001),
     InvalidToken: (401, 12002),
+    ExportFailed: (500, 10000),
 }
 
 

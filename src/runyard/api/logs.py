@@ -10,13 +10,27 @@ import copy
 import logging
 import re
 from typing import Any
+from urllib.parse import unquote_plus
 
 from uvicorn.config import LOGGING_CONFIG
 
+SECRET_PARAMS = frozenset({"token", "signature"})
 _TOKEN = re.compile(r"(?i)([?&](?:token|signature)=)[^&\s]*")
 
 
+def redact_query(query: str) -> str:
+    """``query`` with the values of ``token`` and ``signature`` replaced, however the names are
+    spelled (any case, percent-encoded) — the way the server itself will decode them."""
+    parts = query.split("&")
+    for i, part in enumerate(parts):
+        name, sep, _ = part.partition("=")
+        if sep and unquote_plus(name).lower() in SECRET_PARAMS:
+            parts[i] = f"{name}=[redacted]"
+    return "&".join(parts)
+
+
 def redact(text: str) -> str:
+    """A last guard for free text, such as a URL inside a message."""
     return _TOKEN.sub(r"\1[redacted]", text)
 
 

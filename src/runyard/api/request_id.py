@@ -13,11 +13,11 @@ import logging
 import re
 import time
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ulid import ULID
 
-from runyard.api.logs import redact
+from runyard.api.envelope import error_body
+from runyard.api.logs import redact_query
 
 HEADER = b"x-request-id"
 _SANE = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
@@ -60,15 +60,7 @@ class RequestIdMiddleware:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise
-            body = orjson.dumps(
-                {
-                    "code": 10000,
-                    "message": "internal server error",
-                    "data": None,
-                    "details": None,
-                    "request_id": rid.decode(),
-                }
-            )
+            body = error_body(10000, "internal server error", None, rid.decode())
             await send_with_id(
                 {
                     "type": "http.response.start",
@@ -90,7 +82,7 @@ def _log_access(scope: Scope, status: int, seconds: float, rid: bytes) -> None:
     # download link's signature.
     target = scope["path"]
     if scope["query_string"]:
-        target += "?" + redact(scope["query_string"].decode("latin-1"))
+        target += "?" + redact_query(scope["query_string"].decode("latin-1"))
     client = scope.get("client")
     access.info(
         '%s "%s %s" %d %.1fms %s',

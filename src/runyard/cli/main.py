@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -51,14 +51,25 @@ def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def _fail(message: str) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", markup=True)
+    raise typer.Exit(1)
+
+
+def _open(settings: Settings) -> Services:
+    try:
+        return Services(settings)
+    except ValueError as exc:  # a setting that cannot work, such as a weak secret key
+        _fail(str(exc))
+
+
 @contextmanager
 def _services(data_dir: Path | None) -> Iterator[Services]:
-    svc = Services(_settings(data_dir))
+    svc = _open(_settings(data_dir))
     try:
         yield svc
     except ServiceError as exc:
-        err.print(f"[red]error:[/red] {exc.message}", markup=True)
-        raise typer.Exit(1) from None
+        _fail(exc.message)
     finally:
         svc.close()
 
@@ -76,7 +87,7 @@ def serve(
     from runyard.api.logs import log_config
 
     settings = _settings(data_dir, host=host, port=port)
-    svc = Services(settings)
+    svc = _open(settings)
     base = settings.public_url or f"http://{settings.host}:{settings.port}"
     if not svc.accounts.has_users():
         svc.accounts.create_user(LOCAL_USER)
@@ -162,8 +173,7 @@ def runs_import(
     from runyard.services.imports import import_file
 
     if fmt is not None and fmt not in ("json", "jsonl", "csv"):
-        err.print(f"error: unknown format {fmt!r}: use json, jsonl or csv")
-        raise typer.Exit(1)
+        _fail(f"unknown format {fmt!r}: use json, jsonl or csv")
     with _services(data_dir) as svc:
         user_id = svc.accounts.user_id(user)
         with err.status("importing…") as status:

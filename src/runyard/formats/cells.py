@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import orjson
@@ -16,6 +18,27 @@ MAX_CELL_CHARS = 32_767
 SheetValue = str | int | float | None
 
 
+#: A run of 20 digits may be an integer past 64 bits, which orjson would turn into a float.
+_LONG_DIGITS = re.compile(r"\d{20}")
+
+
+def decode_row(text: str) -> dict[str, Any]:
+    """One stored row, decoded with every integer exact."""
+    if _LONG_DIGITS.search(text) is None:
+        row: dict[str, Any] = orjson.loads(text)
+    else:
+        row = json.loads(text)
+    return row
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text, key order kept (orjson, or the stdlib past orjson's integer range)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def cell_text(value: Any) -> str:
     """The text of one cell in a text-only format (CSV, XML, HTML, RSS)."""
     if isinstance(value, str):
@@ -27,7 +50,7 @@ def cell_text(value: Any) -> str:
         return str(value)
     if value is None:
         return ""
-    return orjson.dumps(value).decode()
+    return dumps(value)
 
 
 def sheet_value(value: Any) -> SheetValue:
@@ -42,7 +65,7 @@ def sheet_value(value: Any) -> SheetValue:
         return value
     if value is None:
         return None
-    return orjson.dumps(value).decode()
+    return dumps(value)
 
 
 def truncate(text: str) -> tuple[str, bool]:

@@ -6,10 +6,8 @@ import csv
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import orjson
-
 from runyard.formats.base import RowBatch, WriteStats
-from runyard.formats.cells import cell_text
+from runyard.formats.cells import cell_text, decode_row
 
 _BUFFER = 1 << 20
 #: Cells the csv module already writes by the cell rules (str as-is, int in digits, None as an
@@ -39,15 +37,17 @@ class CsvWriter:
     ) -> WriteStats:
         stats = WriteStats()
         keys = list(columns)
-        encoding = "utf-8-sig" if self.bom else "utf-8"
         # newline="" hands line endings to the csv module, which writes CRLF itself.
-        with open(path, "w", encoding=encoding, newline="", buffering=_BUFFER) as raw:
+        with open(path, "w", encoding="utf-8", newline="", buffering=_BUFFER) as raw:
+            if self.bom:
+                raw.write("\ufeff")
             out = csv.writer(raw, delimiter=self.delimiter, lineterminator="\r\n")
-            out.writerow(keys)
+            if keys:  # a run with no columns yet is an empty file, not a blank line
+                out.writerow(keys)
             for batch in batches:
                 out.writerows(
                     [v if type(v) in _AS_IS else cell_text(v) for v in map(row.get, keys)]
-                    for row in map(orjson.loads, batch)
+                    for row in map(decode_row, batch)
                 )
                 stats.rows += len(batch)
         return stats

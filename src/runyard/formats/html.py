@@ -6,10 +6,8 @@ import html
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import orjson
-
 from runyard.formats.base import RowBatch, WriteStats
-from runyard.formats.cells import cell_text
+from runyard.formats.cells import cell_text, decode_row
 
 _BUFFER = 1 << 20
 
@@ -46,7 +44,7 @@ class HtmlWriter:
             for batch in batches:
                 parts = []
                 for text in batch:
-                    row = orjson.loads(text)
+                    row = decode_row(text)
                     parts.append("<tr>")
                     parts.extend(f"<td>{html_text(cell_text(row.get(k)))}</td>" for k in keys)
                     parts.append("</tr>\n")

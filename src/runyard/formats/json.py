@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-import orjson
-
 from runyard.formats.base import RowBatch, WriteStats
+from runyard.formats.cells import decode_row, dumps
 
 _BUFFER = 1 << 20
 
@@ -22,8 +21,8 @@ def row_texts(batch: RowBatch, columns: Sequence[str], *, projected: bool) -> Se
         return batch
     texts = []
     for text in batch:
-        row = orjson.loads(text)
-        texts.append(orjson.dumps({key: row.get(key) for key in columns}).decode())
+        row = decode_row(text)
+        texts.append(dumps({key: row.get(key) for key in columns}))
     return texts
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import orjson
-
 from runyard.formats.base import RowBatch, WriteStats
 from runyard.formats.json import encoded_batches
 
@@ -14,10 +12,11 @@ _BUFFER = 1 << 20
 
 
 def _one_line(text: str) -> str:
-    # Rows imported from a pretty-printed JSON array are stored with their line breaks (text is
-    # kept as received); JSON Lines needs each on one line, so only those are re-encoded.
+    # Rows imported from a pretty-printed JSON array keep their line breaks (text is stored as
+    # received). A raw line break in JSON can only be whitespace between tokens — inside a
+    # string it would be escaped — so turning it into a space changes nothing but the layout.
     if "\n" in text or "\r" in text:
-        return orjson.dumps(orjson.loads(text)).decode()
+        return text.replace("\r", " ").replace("\n", " ")
     return text
 
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import orjson
-
 from runyard.formats.base import RowBatch, WriteStats
+from runyard.formats.cells import decode_row
 from runyard.formats.xml import element, xml_names, xml_text
 
 _BUFFER = 1 << 20
@@ -71,7 +70,7 @@ class RssWriter:
             for batch in batches:
                 parts = []
                 for text in batch:
-                    row = orjson.loads(text)
+                    row = decode_row(text)
                     parts.append("<item>")
                     parts.extend(element(name, row.get(key)) for name, key in elements)
                     parts.append("</item>\n")

@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import orjson
-
 from runyard.formats._biff8 import MAX_COLUMNS, Biff8Book
 from runyard.formats.base import RowBatch, WriteStats
-from runyard.formats.cells import SheetValue, sheet_value, truncate
+from runyard.formats.cells import SheetValue, decode_row, sheet_value, truncate
 from runyard.formats.xlsx import sheet_name
 
 #: Data rows per sheet: BIFF8's 65,536 rows less the header row. Tests shrink it.
@@ -49,7 +47,7 @@ class XlsWriter:
                 for text in batch:
                     if book.rows_in_sheet > ROWS_PER_SHEET:
                         new_sheet()
-                    row = orjson.loads(text)
+                    row = decode_row(text)
                     cells: list[SheetValue] = []
                     for key in keys:
                         value = sheet_value(row.get(key))

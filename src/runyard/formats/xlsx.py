@@ -6,11 +6,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
 import xlsxwriter
 
 from runyard.formats.base import RowBatch, WriteStats
-from runyard.formats.cells import sheet_value, truncate
+from runyard.formats.cells import decode_row, sheet_value, truncate
 
 #: Data rows per sheet: Excel's 1,048,576 rows less the header row. Tests shrink it.
 ROWS_PER_SHEET = 1_048_575
@@ -61,7 +60,7 @@ class XlsxWriter:
                         sheet = new_sheet()
                         row_in_sheet = 0
                     row_in_sheet += 1
-                    row = orjson.loads(text)
+                    row = decode_row(text)
                     for col, key in enumerate(keys):
                         value = sheet_value(row.get(key))
                         if isinstance(value, str):

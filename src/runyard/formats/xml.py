@@ -25,10 +25,8 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import orjson
-
 from runyard.formats.base import RowBatch, WriteStats
-from runyard.formats.cells import cell_text
+from runyard.formats.cells import cell_text, decode_row
 
 _BUFFER = 1 << 20
 
@@ -107,7 +105,7 @@ class XmlWriter:
             for batch in batches:
                 parts = []
                 for text in batch:
-                    row = orjson.loads(text)
+                    row = decode_row(text)
                     parts.append("<item>")
                     parts.extend(element(name, row.get(key)) for key, name in pairs)
                     parts.append("</item>\n")

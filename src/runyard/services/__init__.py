@@ -3,6 +3,7 @@
 from runyard.services.accounts import Accounts, KeyInfo
 from runyard.services.container import Services
 from runyard.services.errors import (
+    ExportFailed,
     InvalidInput,
     InvalidToken,
     NotFound,
@@ -18,6 +19,7 @@ __all__ = [
     "MAX_LIMIT",
     "Accounts",
     "DownloadFile",
+    "ExportFailed",
     "Exports",
     "InvalidInput",
     "InvalidToken",

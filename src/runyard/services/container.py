@@ -20,7 +20,7 @@ class Services:
         self.files = LocalFileStore(settings.files_dir)
         self.accounts = Accounts(self.db)
         self.runs = Runs(self.db)
-        self.results = Results(self.db, self.rows)
+        self.results = Results(self.runs, self.rows)
         self.signer = LinkSigner(settings.resolved_secret_key(), settings.link_ttl_seconds)
         self.exports = Exports(
             self.db,

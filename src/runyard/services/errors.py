@@ -20,6 +20,10 @@ class InvalidInput(ServiceError):
     """Well-formed but unacceptable (422 / 11000)."""
 
 
+class ExportFailed(ServiceError):
+    """An export could not be written (500 / 10000); the log has why."""
+
+
 class Unauthenticated(ServiceError):
     """No key (12001)."""
 

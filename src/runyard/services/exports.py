@@ -21,7 +21,7 @@ import orjson
 from sqlalchemy import select
 
 from runyard.formats import FORMATS, get_writer
-from runyard.services.errors import InvalidInput, NotFound
+from runyard.services.errors import ExportFailed, InvalidInput, NotFound
 from runyard.services.links import LinkSigner
 from runyard.services.runs import FINISHED, Runs, new_slug
 from runyard.storage import Database, Export, FileStore, RowStore, Run, Worker
@@ -99,14 +99,21 @@ class Exports:
         fmt: str,
         filter_keys: str | None,
         base_url: str,
-        options: dict[str, Any] | None = None,
+        worker_id: str | None = None,
+        bom: bool = True,
+        delimiter: str = ",",
     ) -> str:
-        """Record an export of the run's current rows and return its absolute download link."""
+        """Record an export of the run's current rows and return its absolute download link.
+
+        ``run_slug`` may be ``last`` (the caller's newest run, of ``worker_id`` when given).
+        ``bom`` and ``delimiter`` apply to CSV only.
+        """
         fmt = parse_format(fmt)
         keys = parse_filter_keys(filter_keys)
         keys_json = orjson.dumps(keys).decode() if keys is not None else None
-        options_json = orjson.dumps(options or {}, option=orjson.OPT_SORT_KEYS).decode()
-        run, worker = self.runs.find(user_id, run_slug)
+        options = csv_options(bom, delimiter) if fmt == "csv" else {}
+        options_json = orjson.dumps(options, option=orjson.OPT_SORT_KEYS).decode()
+        run, worker = self.runs.find(user_id, run_slug, worker_id)
         with self.db.session() as s, s.begin():
             export = None
             if run.status in FINISHED:
@@ -144,22 +151,25 @@ class Exports:
     def resolve(self, name: str, filename: str, expires: int, signature: str) -> DownloadFile:
         """The complete file behind a signed link, waiting for it to be written if need be."""
         self.signer.verify(name, filename, expires, signature)
+        self.wait(self.get(name).id)
         export = self.get(name)
-        self.wait(export.id)
-        export = self.get(name)
-        path = self.files.path(_file_name(export)) if export.status == "ready" else None
+        if export.status == "failed":
+            raise ExportFailed("the export failed; ask for a new export")
+        path = self._ready_path(export)
         if path is None:
             raise NotFound("export file is not available")
         return DownloadFile(path, filename, get_writer(export.format).media_type)
 
     def wait(self, export_id: int) -> None:
-        """Block until the export's file exists (producing it if nobody is)."""
+        """Block until the export is ready or has failed, producing it if nobody is.
+
+        A failed export stays failed: a link must not let anyone make the server redo it.
+        """
         with self.db.session() as s:
             export = s.get(Export, export_id)
-            if export is None:
-                raise NotFound("export not found")
-            ready = export.status == "ready" and self.files.path(_file_name(export)) is not None
-        if not ready:
+        if export is None:
+            raise NotFound("export not found")
+        if export.status != "failed" and self._ready_path(export) is None:
             self._start(export_id).result()
 
     def get(self, name: str) -> Export:
@@ -170,14 +180,18 @@ class Exports:
             raise NotFound("export not found")
         return export
 
+    def _ready_path(self, export: Export) -> Path | None:
+        return self.files.path(_file_name(export)) if export.status == "ready" else None
+
     def _start(self, export_id: int) -> Future[None]:
         with self._lock:
             job = self._jobs.get(export_id)
             if job is None or job.done():
                 job = self._pool.submit(self._produce, export_id)
                 self._jobs[export_id] = job
-                job.add_done_callback(lambda _f: self._forget(export_id))
-            return job
+        # Outside the lock: a job already done runs this callback at once, in this thread.
+        job.add_done_callback(lambda _f: self._forget(export_id))
+        return job
 
     def _forget(self, export_id: int) -> None:
         with self._lock:
@@ -195,7 +209,7 @@ class Exports:
                 .join(Worker, Worker.id == Run.worker_id)
                 .where(Run.id == export.run_id)
             ).one()
-        if export.status == "ready" and self.files.path(_file_name(export)) is not None:
+        if self._ready_path(export) is not None:
             return
         options: dict[str, Any] = orjson.loads(export.options)
         if export.format == "rss":
@@ -210,11 +224,15 @@ class Exports:
                     self.rows.iter_batches(run.id, export.row_count),
                     projected=export.keys is not None,
                 )
+                if stats.rows != export.row_count:
+                    raise RuntimeError(
+                        f"{stats.rows} rows read where the snapshot has {export.row_count}"
+                    )
                 size = tmp.stat().st_size
         except Exception as exc:
             log.exception("export %s (%s) failed", export.slug, export.format)
             self._set(export_id, status="failed", error=str(exc)[:500])
-            raise
+            return
         if stats.truncated_cells:
             log.warning(
                 "export %s of run %s: %d cells cut to the format's size limit",

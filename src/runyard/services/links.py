@@ -25,11 +25,12 @@ class LinkSigner:
         expires = int(now if now is not None else time.time()) + self.ttl
         sig = self._signature(name, filename, expires)
         return (
-            f"{base_url.rstrip('/')}{FILES_PATH}/{quote(name)}/{quote(filename)}"
+            f"{base_url.rstrip('/')}{FILES_PATH}/{quote(name, safe='')}/{quote(filename, safe='')}"
             f"?expires={expires}&signature={sig}"
         )
 
     def verify(self, name: str, filename: str, expires: int, signature: str) -> None:
-        expected = self._signature(name, filename, expires)
-        if not hmac.compare_digest(expected, signature) or expires < time.time():
+        expected = self._signature(name, filename, expires).encode()
+        # Bytes, because compare_digest refuses non-ASCII str — and a link is client input.
+        if not hmac.compare_digest(expected, signature.encode()) or expires < time.time():
             raise NotFound("download link is invalid or has expired")

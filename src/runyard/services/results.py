@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select
-
-from runyard.services.errors import NotFound
 from runyard.services.paging import Window
-from runyard.services.runs import LAST
-from runyard.storage import Database, RawQuery, RowStore, Run
+from runyard.services.runs import Runs
+from runyard.storage import RowStore
 
 
 @dataclass(frozen=True)
@@ -24,23 +21,14 @@ class ResultPage:
 
 
 class Results:
-    def __init__(self, db: Database, rows: RowStore) -> None:
-        self.db = db
+    def __init__(self, runs: Runs, rows: RowStore) -> None:
+        self.runs = runs
         self.rows = rows
-        base = select(Run.id, Run.results, Run.columns).where(Run.user_id == bindparam("user"))
-        self._by_slug = RawQuery(db.engine, base.where(Run.slug == bindparam("slug")))
-        self._last = RawQuery(
-            db.engine, base.order_by(Run.created_at.desc(), Run.id.desc()).limit(1)
-        )
 
-    def page(self, user_id: int, run_slug: str, window: Window) -> ResultPage:
-        if run_slug == LAST:
-            run = self._last.first(user=user_id)
-        else:
-            run = self._by_slug.first(user=user_id, slug=run_slug)
-        if run is None:
-            raise NotFound("run not found")
-        run_id, count, columns = run
+    def page(
+        self, user_id: int, run_slug: str, window: Window, worker_id: str | None = None
+    ) -> ResultPage:
+        run_id, count, columns = self.runs.locate(user_id, run_slug, worker_id)
         # Rows past ``results`` may belong to a batch still committing elsewhere; the count is
         # what the reply promises, so it bounds the read.
         stop = min(window.stop, count)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, bindparam, select
 from ulid import ULID
 
-from runyard.services.errors import NotFound
-from runyard.storage import Database, Run, Worker
+from runyard.services.errors import InvalidInput, NotFound
+from runyard.storage import Database, RawQuery, Run, User, Worker
 
 FINISHED = frozenset({"succeeded", "failed"})
 #: ``GET /worker-runs/last/...`` names the caller's newest run this way.
 LAST = "last"
+_WORKER_SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -63,14 +65,34 @@ def _record(run: Run, worker: Worker, now: float) -> RunRecord:
     )
 
 
+def _worker_is(worker_id: str) -> ColumnElement[bool]:
+    """The worker a ``workerId`` names: its slug, or its path ``owner~slug``."""
+    owner, sep, slug = worker_id.rpartition("~")
+    if not sep:
+        return Worker.slug == worker_id
+    owner_id = select(User.id).where(User.name == owner).scalar_subquery()
+    return (Worker.slug == slug) & (Worker.user_id == owner_id)
+
+
 class Runs:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # The hot path of every result page: (id, results, columns) on a raw cursor.
+        base = select(Run.id, Run.results, Run.columns).where(Run.user_id == bindparam("user"))
+        self._by_slug = RawQuery(db.engine, base.where(Run.slug == bindparam("slug")))
+        self._last = RawQuery(
+            db.engine, base.order_by(Run.created_at.desc(), Run.id.desc()).limit(1)
+        )
 
-    def find(self, user_id: int, run_slug: str) -> tuple[Run, Worker]:
-        """The caller's run (``last``: their newest); another user's run is NotFound."""
+    def find(self, user_id: int, run_slug: str, worker_id: str | None = None) -> tuple[Run, Worker]:
+        """The caller's run; ``last`` is their newest (of ``worker_id`` when given).
+
+        Another user's run is NotFound, exactly like a missing one.
+        """
         query = select(Run, Worker).join(Worker, Worker.id == Run.worker_id)
         query = query.where(Run.user_id == user_id)
+        if worker_id is not None:
+            query = query.where(_worker_is(worker_id))
         if run_slug == LAST:
             query = query.order_by(Run.created_at.desc(), Run.id.desc()).limit(1)
         else:
@@ -81,12 +103,32 @@ class Runs:
             raise NotFound("run not found")
         return row[0], row[1]
 
+    def locate(
+        self, user_id: int, run_slug: str, worker_id: str | None = None
+    ) -> tuple[int, int, str]:
+        """``(id, results, columns)`` of the run ``find`` names — without the ORM."""
+        if worker_id is not None:
+            run, _ = self.find(user_id, run_slug, worker_id)
+            return run.id, run.results, run.columns
+        if run_slug == LAST:
+            row = self._last.first(user=user_id)
+        else:
+            row = self._by_slug.first(user=user_id, slug=run_slug)
+        if row is None:
+            raise NotFound("run not found")
+        return row[0], row[1], row[2]
+
     def get(self, user_id: int, run_slug: str) -> RunRecord:
         run, worker = self.find(user_id, run_slug)
         return _record(run, worker, time.time())
 
     def ensure_worker(self, user_id: int, slug: str) -> int:
         """The id of the user's worker ``slug``, registering a bare one if it is new (imports)."""
+        if not _WORKER_SLUG.match(slug):
+            raise InvalidInput(
+                f"invalid worker slug {slug!r}: use 1-128 lowercase letters, digits, '.', '_' "
+                "or '-', starting with a letter or digit"
+            )
         with self.db.session() as s, s.begin():
             wid = s.scalar(select(Worker.id).where(Worker.user_id == user_id, Worker.slug == slug))
             if wid is None:

@@ -27,8 +27,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        # More connections than anyio's 40 worker threads, so that a request on the event
+        # loop never waits for a connection held by the thread pool.
         engine = create_engine(
-            url, connect_args={"check_same_thread": False}, pool_size=8, max_overflow=16
+            url, connect_args={"check_same_thread": False}, pool_size=48, max_overflow=16
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

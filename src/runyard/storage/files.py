@@ -19,8 +19,6 @@ class FileStore(Protocol):
         """A temporary path to write to; published under ``name`` only if the block succeeds."""
         yield Path()  # pragma: no cover - protocol
 
-    def delete(self, name: str) -> None: ...
-
 
 class LocalFileStore:
     """Files in one directory. A file appears under its name only once complete (written to a
@@ -50,6 +48,3 @@ class LocalFileStore:
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
-
-    def delete(self, name: str) -> None:
-        self._target(name).unlink(missing_ok=True)

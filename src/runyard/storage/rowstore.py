@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, select
+from sqlalchemy import Connection, Engine, bindparam, insert, select
 
 from runyard.storage.models import result_rows
 from runyard.storage.rawquery import RawQuery
@@ -36,8 +36,6 @@ class RowStore(Protocol):
     def iter_batches(
         self, run_id: int, stop: int, batch_size: int = ...
     ) -> Iterator[list[str]]: ...
-
-    def delete_run(self, conn: Connection, run_id: int) -> None: ...
 
 
 class SqlRowStore:
@@ -71,6 +69,3 @@ class SqlRowStore:
         # SQLite's WAL checkpoint for the whole export.
         for start in range(0, stop, batch_size):
             yield self.read(run_id, start, min(start + batch_size, stop))
-
-    def delete_run(self, conn: Connection, run_id: int) -> None:
-        conn.execute(delete(result_rows).where(result_rows.c.run_id == run_id))

@@ -30,7 +30,7 @@ def download(
     request: Request, name: str, filename: str, expires: str = "", signature: str = ""
 ) -> FileResponse:
     # Malformed link parameters are a bad link, not a validation problem: 404 like any other.
-    if not expires.isdigit() or not signature:
+    if not (expires.isascii() and expires.isdigit() and len(expires) <= 12) or not signature:
         raise NotFound("download link is invalid or has expired")
     file = services(request).exports.resolve(name, filename, int(expires), signature)
     return FileResponse(

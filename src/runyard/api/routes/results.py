@@ -1,87 +1,162 @@
-"""``GET /worker-runs/{runId}/result`` and ``…/result/export`` — the two seed endpoints."""
+"""The two seed endpoints — list and export a run's results — and their ``last`` forms."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from runyard.api.auth import caller, services
 from runyard.api.envelope import JSONBytes, ok, request_id
 from runyard.api.schemas import ExportLink, ResultPage, responses
-from runyard.services import Services, Window
-from runyard.services.exports import csv_options
+from runyard.services import Window
+from runyard.services.runs import LAST
 
 router = APIRouter(tags=["results"])
 
-RUN_ID = "Run slug returned as `data.run_slug` from start or rerun responses."
+RunId = Annotated[
+    str,
+    Path(
+        description="Run slug returned as `data.run_slug` from start or rerun responses; "
+        "`last` is your newest run."
+    ),
+]
+WorkerId = Annotated[str, Path(description="The worker's slug, or its path `owner~name`.")]
+Offset = Annotated[int, Query(ge=0, description="Pagination offset, starting from 0.")]
+Limit = Annotated[int, Query(ge=1, description="Page size; capped at 100.")]
+Format = Annotated[
+    str, Query(description="csv, json, jsonl, xlsx, xls, xml, html or rss (any case).")
+]
+FilterKeys = Annotated[
+    str | None,
+    Query(description="Comma-separated field keys to export, in this order, e.g. `title,url`."),
+]
+Bom = Annotated[bool, Query(description="CSV only: start with a UTF-8 byte-order mark.")]
+Delimiter = Annotated[str, Query(description="CSV only: the one-character field delimiter.")]
+UserId = Annotated[int, Depends(caller)]
+
+PAGE = {
+    "response_class": JSONBytes,
+    "responses": responses(ResultPage, 401, 404, 422),
+    "tags": ["results"],
+}
+EXPORT = {
+    "response_class": JSONBytes,
+    "responses": responses(ExportLink, 401, 404, 422),
+    "tags": ["results"],
+}
 
 
-@router.get(
-    "/worker-runs/{runId}/result",
-    summary="List worker run results",
-    response_class=JSONBytes,
-    responses=responses(ResultPage, 401, 404, 422),
-)
-async def list_results(
-    request: Request,
-    runId: str,
-    offset: int = Query(0, ge=0, description="Zero-based row offset."),
-    limit: int = Query(20, ge=1, description="Page size; capped at 100."),
-    user_id: int = Depends(caller),
+def _page(
+    request: Request, user_id: int, run: str, worker: str | None, offset: int, limit: int
 ) -> JSONBytes:
-    # ``async`` on purpose: the work is two indexed reads of well under a millisecond, cheaper
-    # inline than a hop to the thread pool, and the rows are spliced as stored text (DESIGN §2).
-    svc: Services = services(request)
-    page = svc.results.page(
-        user_id, runId, Window.from_query(offset, limit, svc.settings.offset_mode)
-    )
-    body = b"".join(
-        (
-            b'{"code":0,"message":"success","data":{"count":',
-            str(page.count).encode(),
-            b',"headers":',
-            page.headers_json.encode(),
-            b',"list":[',
-            ",".join(page.rows).encode(),
-            b'],"page_index":',
-            str(page.page_index).encode(),
-            b',"page_size":',
-            str(page.page_size).encode(),
-            b'},"request_id":',
-            orjson.dumps(request_id(request)),
-            b"}",
+    # Called inline from ``async`` routes on purpose: the work is a few indexed reads of well
+    # under a millisecond, cheaper than a hop to the thread pool, and the rows are spliced into
+    # the reply as stored text, never decoded (DESIGN §2).
+    svc = services(request)
+    window = Window.from_query(offset, limit, svc.settings.offset_mode)
+    page = svc.results.page(user_id, run, window, worker)
+    return JSONBytes(
+        b"".join(
+            (
+                b'{"code":0,"message":"success","data":{"count":',
+                str(page.count).encode(),
+                b',"headers":',
+                page.headers_json.encode(),
+                b',"list":[',
+                ",".join(page.rows).encode(),
+                b'],"page_index":',
+                str(page.page_index).encode(),
+                b',"page_size":',
+                str(page.page_size).encode(),
+                b'},"request_id":',
+                orjson.dumps(request_id(request)),
+                b"}",
+            )
         )
     )
-    return JSONBytes(body)
+
+
+def _export(
+    request: Request,
+    user_id: int,
+    run: str,
+    worker: str | None,
+    fmt: str,
+    filter_keys: str | None,
+    bom: bool,
+    delimiter: str,
+) -> JSONBytes:
+    svc = services(request)
+    url = svc.exports.request(
+        user_id,
+        run,
+        worker_id=worker,
+        fmt=fmt,
+        filter_keys=filter_keys,
+        base_url=svc.settings.public_url or str(request.base_url),
+        bom=bom,
+        delimiter=delimiter,
+    )
+    return ok(request, {"download_url": url})
+
+
+@router.get("/worker-runs/{runId}/result", summary="List worker run results", **PAGE)  # type: ignore[arg-type]
+async def list_results(
+    request: Request, runId: RunId, user_id: UserId, offset: Offset = 0, limit: Limit = 20
+) -> JSONBytes:
+    return _page(request, user_id, runId, None, offset, limit)
 
 
 @router.get(
-    "/worker-runs/{runId}/result/export",
-    summary="Export worker run results",
-    response_class=JSONBytes,
-    responses=responses(ExportLink, 401, 404, 422),
+    "/workers/{workerId}/runs/last/result",
+    summary="List the results of your newest run of a worker",
+    **PAGE,  # type: ignore[arg-type]
 )
+async def list_worker_last_results(
+    request: Request, workerId: WorkerId, user_id: UserId, offset: Offset = 0, limit: Limit = 20
+) -> JSONBytes:
+    return _page(request, user_id, LAST, workerId, offset, limit)
+
+
+@router.get("/worker-runs/{runId}/result/export", summary="Export worker run results", **EXPORT)  # type: ignore[arg-type]
 def export_results(
     request: Request,
-    runId: str,
-    format: str = Query(
-        "csv", description="csv, json, jsonl, xlsx, xls, xml, html or rss (case-insensitive)."
-    ),
-    filter_keys: str | None = Query(
-        None, description="Comma-separated field keys to export, in this order."
-    ),
-    bom: bool = Query(True, description="CSV only: start with a UTF-8 byte-order mark."),
-    delimiter: str = Query(",", description="CSV only: the one-character field delimiter."),
-    user_id: int = Depends(caller),
+    runId: RunId,
+    user_id: UserId,
+    format: Format = "csv",
+    filter_keys: FilterKeys = None,
+    bom: Bom = True,
+    delimiter: Delimiter = ",",
 ) -> JSONBytes:
-    svc = services(request)
-    options = csv_options(bom, delimiter) if format.strip().lower() == "csv" else None
-    url = svc.exports.request(
-        user_id,
-        runId,
-        fmt=format,
-        filter_keys=filter_keys,
-        base_url=svc.settings.public_url or str(request.base_url),
-        options=options,
-    )
-    return ok(request, {"download_url": url})
+    return _export(request, user_id, runId, None, format, filter_keys, bom, delimiter)
+
+
+@router.get("/worker-runs/last/export", summary="Export your newest run's results", **EXPORT)  # type: ignore[arg-type]
+def export_last(
+    request: Request,
+    user_id: UserId,
+    format: Format = "csv",
+    filter_keys: FilterKeys = None,
+    bom: Bom = True,
+    delimiter: Delimiter = ",",
+) -> JSONBytes:
+    return _export(request, user_id, LAST, None, format, filter_keys, bom, delimiter)
+
+
+@router.get(
+    "/workers/{workerId}/runs/last/export",
+    summary="Export the results of your newest run of a worker",
+    **EXPORT,  # type: ignore[arg-type]
+)
+def export_worker_last(
+    request: Request,
+    workerId: WorkerId,
+    user_id: UserId,
+    format: Format = "csv",
+    filter_keys: FilterKeys = None,
+    bom: Bom = True,
+    delimiter: Delimiter = ",",
+) -> JSONBytes:
+    return _export(request, user_id, LAST, workerId, format, filter_keys, bom, delimiter)
