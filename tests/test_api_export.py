@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,6 +13,7 @@ import httpx
 import openpyxl
 import pytest
 
+from runyard.services import NotFound
 from runyard.services.ingest import RowIngestor
 from tests.conftest import Server, User
 
@@ -232,7 +234,7 @@ def test_expired_link_is_404(server: Server, user: User, api: httpx.Client) -> N
     name, filename = urlsplit(url).path.rsplit("/", 2)[1:]
     signer = server.services.signer
     # The same export and file, signed correctly but a TTL in the past.
-    expired = signer.url(server.url, name, filename, now=time.time() - signer.ttl - 5)
+    expired = signer.url(server.url, name, filename, expires=signer.expiry() - signer.ttl - 5)
     assert download(url).status_code == 200
     resp = download(expired)
     assert resp.status_code == 404 and resp.json()["code"] == 11004
@@ -326,3 +328,39 @@ def test_big_integers_keep_their_digits(server: Server, user: User, api: httpx.C
     assert content == b"id,n\r\n123456789012345678901234567890,18446744073709551616\r\n"
     projected = download(export_url(api, run, format="json", filter_keys="n")).content
     assert b"18446744073709551616" in projected
+
+
+def test_sweep_deletes_exports_whose_links_all_expired(make_server) -> None:  # type: ignore[no-untyped-def]
+    server = make_server()
+    svc = server.services
+    user = server.user()
+    run = server.run(user, ROWS)
+    api = server.client(user)
+    old_url = export_url(api, run, format="xml")
+    assert download(old_url).status_code == 200
+    name = urlsplit(old_url).path.rsplit("/", 2)[1]
+    old_file = svc.files.path(f"{name}.xml")
+    assert old_file is not None
+    # Asking again for the same export extends its life: the sweep keeps it until then.
+    assert urlsplit(export_url(api, run, format="xml")).path.rsplit("/", 2)[1] == name
+    expires_at = svc.exports.get(name).links_expire_at
+    assert svc.exports.sweep(now=expires_at - 1) == 0
+    assert old_file.exists()
+    assert svc.exports.sweep(now=expires_at + 1) == 1
+    assert not old_file.exists()
+    with pytest.raises(NotFound):
+        svc.exports.get(name)
+    # A new request makes a new export, which works.
+    assert download(export_url(api, run, format="xml")).status_code == 200
+
+
+def test_sweep_removes_only_stale_temporary_files(server: Server) -> None:
+    files = server.services.files
+    stale = files.root / ".dead.csv.1234.tmp"
+    fresh = files.root / ".alive.csv.5678.tmp"
+    stale.write_text("half")
+    fresh.write_text("half")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    assert files.sweep_temporary(older_than=time.time() - 3600) == 1
+    assert not stale.exists() and fresh.exists()
+    fresh.unlink()

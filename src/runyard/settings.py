@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     link_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     #: ``row``: ``offset`` counts rows (the seeds). ``page``: ``offset`` is a 1-based page number.
     offset_mode: Literal["row", "page"] = "row"
+    #: How often export files whose links have all expired are deleted.
+    sweep_interval_seconds: int = Field(default=3600, ge=1)
     #: Threads producing export files in the background.
     export_threads: int = Field(default=2, ge=1)
     host: str = "127.0.0.1"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from runyard import __version__
@@ -15,12 +18,27 @@ from runyard.api.routes import files, results, runs
 from runyard.services import Services
 
 API_PREFIX = "/api/v2"
+log = logging.getLogger("runyard.api")
+
+
+async def _sweep_exports(svc: Services) -> None:
+    """Delete export files whose links have all expired, at start and then periodically."""
+    while True:
+        try:
+            removed = await anyio.to_thread.run_sync(svc.exports.sweep)
+            if removed:
+                log.info("swept %d expired exports", removed)
+        except Exception:
+            log.exception("sweeping expired exports failed")
+        await asyncio.sleep(svc.settings.sweep_interval_seconds)
 
 
 def create_app(svc: Services, *, close_on_shutdown: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        sweeper = asyncio.create_task(_sweep_exports(svc))
         yield
+        sweeper.cancel()
         if close_on_shutdown:
             svc.close()
 

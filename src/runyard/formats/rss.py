@@ -13,8 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from runyard.formats.base import RowBatch, WriteStats
-from runyard.formats.cells import decode_row
-from runyard.formats.xml import element, xml_names, xml_text
+from runyard.formats.xml import write_items, xml_names, xml_text
 
 _BUFFER = 1 << 20
 
@@ -67,14 +66,6 @@ class RssWriter:
                 f"<link>{xml_text(self.channel_link)}</link>\n"
                 f"<description>{xml_text(self.channel_description)}</description>\n".encode()
             )
-            for batch in batches:
-                parts = []
-                for text in batch:
-                    row = decode_row(text)
-                    parts.append("<item>")
-                    parts.extend(element(name, row.get(key)) for name, key in elements)
-                    parts.append("</item>\n")
-                out.write("".join(parts).encode())
-                stats.rows += len(batch)
+            stats.rows = write_items(out, batches, elements)
             out.write(b"</channel>\n</rss>\n")
         return stats

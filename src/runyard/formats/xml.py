@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from runyard.formats.base import RowBatch, WriteStats
 from runyard.formats.cells import cell_text, decode_row
@@ -86,6 +87,23 @@ def element(name: str, value: object) -> str:
     return f"<{name}>{xml_text(text)}</{name}>" if text else f"<{name}/>"
 
 
+def write_items(
+    out: BinaryIO, batches: Iterable[RowBatch], elements: Sequence[tuple[str, str]]
+) -> int:
+    """Each row as ``<item>`` with one element per (element name, column); returns the rows."""
+    rows = 0
+    for batch in batches:
+        parts = []
+        for text in batch:
+            row = decode_row(text)
+            parts.append("<item>")
+            parts.extend(element(name, row.get(key)) for name, key in elements)
+            parts.append("</item>\n")
+        out.write("".join(parts).encode())
+        rows += len(batch)
+    return rows
+
+
 class XmlWriter:
     extension = "xml"
     media_type = "application/xml; charset=utf-8"
@@ -99,17 +117,9 @@ class XmlWriter:
         projected: bool,
     ) -> WriteStats:
         stats = WriteStats()
-        pairs = list(zip(columns, xml_names(columns), strict=True))
+        elements = list(zip(xml_names(columns), columns, strict=True))
         with open(path, "wb", buffering=_BUFFER) as out:
             out.write(b'<?xml version="1.0" encoding="UTF-8"?>\n<items>\n')
-            for batch in batches:
-                parts = []
-                for text in batch:
-                    row = decode_row(text)
-                    parts.append("<item>")
-                    parts.extend(element(name, row.get(key)) for key, name in pairs)
-                    parts.append("</item>\n")
-                out.write("".join(parts).encode())
-                stats.rows += len(batch)
+            stats.rows = write_items(out, batches, elements)
             out.write(b"</items>\n")
         return stats

@@ -114,6 +114,7 @@ class Exports:
         options = csv_options(bom, delimiter) if fmt == "csv" else {}
         options_json = orjson.dumps(options, option=orjson.OPT_SORT_KEYS).decode()
         run, worker = self.runs.find(user_id, run_slug, worker_id)
+        expires = self.signer.expiry()
         with self.db.session() as s, s.begin():
             export = None
             if run.status in FINISHED:
@@ -141,12 +142,17 @@ class Exports:
                     status="pending",
                     truncated_cells=0,
                     created_at=time.time(),
+                    links_expire_at=expires,
                 )
                 s.add(export)
                 s.flush()
+            else:
+                export.links_expire_at = max(export.links_expire_at, expires)
         if export.status == "pending":
             self._start(export.id)
-        return self.signer.url(base_url, export.slug, download_name(worker, run, fmt))
+        return self.signer.url(
+            base_url, export.slug, download_name(worker, run, fmt), expires=expires
+        )
 
     def resolve(self, name: str, filename: str, expires: int, signature: str) -> DownloadFile:
         """The complete file behind a signed link, waiting for it to be written if need be."""
@@ -249,6 +255,24 @@ class Exports:
             export.format,
             time.perf_counter() - started,
         )
+
+    def sweep(self, now: float | None = None) -> int:
+        """Delete exports (file and record) whose every link has expired; returns how many.
+
+        Also removes temporary files that a crash left more than an hour ago.
+        """
+        now = time.time() if now is None else now
+        self.files.sweep_temporary(older_than=now - 3600)
+        removed = 0
+        with self.db.session() as s, s.begin():
+            for export in s.scalars(select(Export).where(Export.links_expire_at < now)):
+                with self._lock:
+                    if export.id in self._jobs:  # still being written: the next sweep
+                        continue
+                self.files.delete(_file_name(export))
+                s.delete(export)
+                removed += 1
+        return removed
 
     def _set(self, export_id: int, **values: Any) -> None:
         with self.db.session() as s, s.begin():

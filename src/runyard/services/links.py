@@ -21,8 +21,11 @@ class LinkSigner:
         message = f"{name}\n{filename}\n{expires}".encode()
         return hmac.new(self.secret, message, hashlib.sha256).hexdigest()
 
-    def url(self, base_url: str, name: str, filename: str, *, now: float | None = None) -> str:
-        expires = int(now if now is not None else time.time()) + self.ttl
+    def expiry(self, now: float | None = None) -> int:
+        """When a link made ``now`` stops working (unix seconds)."""
+        return int(now if now is not None else time.time()) + self.ttl
+
+    def url(self, base_url: str, name: str, filename: str, *, expires: int) -> str:
         sig = self._signature(name, filename, expires)
         return (
             f"{base_url.rstrip('/')}{FILES_PATH}/{quote(name, safe='')}/{quote(filename, safe='')}"

@@ -19,6 +19,11 @@ class FileStore(Protocol):
         """A temporary path to write to; published under ``name`` only if the block succeeds."""
         yield Path()  # pragma: no cover - protocol
 
+    def delete(self, name: str) -> None: ...
+
+    def sweep_temporary(self, older_than: float) -> int:
+        """Remove temporary files a crashed writer left, untouched since ``older_than``."""
+
 
 class LocalFileStore:
     """Files in one directory. A file appears under its name only once complete (written to a
@@ -48,3 +53,17 @@ class LocalFileStore:
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
+
+    def delete(self, name: str) -> None:
+        self._target(name).unlink(missing_ok=True)
+
+    def sweep_temporary(self, older_than: float) -> int:
+        removed = 0
+        for tmp in self.root.glob(".*.tmp"):
+            try:
+                if tmp.stat().st_mtime < older_than:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:  # finished or swept by someone else meanwhile
+                pass
+        return removed

@@ -107,6 +107,8 @@ class Export(Base):
     truncated_cells: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
+    #: The latest expiry of any link handed out for this export: past it, the file is swept.
+    links_expire_at: Mapped[int] = mapped_column(Integer, index=True)
 
 
 #: Result rows, stored as the JSON text received; ``seq`` is dense from 0 within a run, so a page
