@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 import orjson
@@ -78,26 +79,40 @@ def _page(
     )
 
 
+@dataclass(frozen=True)
+class ExportQuery:
+    format: str
+    filter_keys: str | None
+    bom: bool
+    delimiter: str
+
+
+def _export_query(
+    format: Format = "csv",
+    filter_keys: FilterKeys = None,
+    bom: Bom = True,
+    delimiter: Delimiter = ",",
+) -> ExportQuery:
+    return ExportQuery(format, filter_keys, bom, delimiter)
+
+
+# The three export routes take the same query: one dependency declares it (off the hot path).
+ExportParams = Annotated[ExportQuery, Depends(_export_query)]
+
+
 def _export(
-    request: Request,
-    user_id: int,
-    run: str,
-    worker: str | None,
-    fmt: str,
-    filter_keys: str | None,
-    bom: bool,
-    delimiter: str,
+    request: Request, user_id: int, run: str, worker: str | None, query: ExportQuery
 ) -> JSONBytes:
     svc = services(request)
     url = svc.exports.request(
         user_id,
         run,
         worker_id=worker,
-        fmt=fmt,
-        filter_keys=filter_keys,
+        fmt=query.format,
+        filter_keys=query.filter_keys,
         base_url=svc.settings.public_url or str(request.base_url),
-        bom=bom,
-        delimiter=delimiter,
+        bom=query.bom,
+        delimiter=query.delimiter,
     )
     return ok(request, {"download_url": url})
 
@@ -122,27 +137,14 @@ async def list_worker_last_results(
 
 @router.get("/worker-runs/{runId}/result/export", summary="Export worker run results", **EXPORT)  # type: ignore[arg-type]
 def export_results(
-    request: Request,
-    runId: RunId,
-    user_id: UserId,
-    format: Format = "csv",
-    filter_keys: FilterKeys = None,
-    bom: Bom = True,
-    delimiter: Delimiter = ",",
+    request: Request, runId: RunId, user_id: UserId, query: ExportParams
 ) -> JSONBytes:
-    return _export(request, user_id, runId, None, format, filter_keys, bom, delimiter)
+    return _export(request, user_id, runId, None, query)
 
 
 @router.get("/worker-runs/last/export", summary="Export your newest run's results", **EXPORT)  # type: ignore[arg-type]
-def export_last(
-    request: Request,
-    user_id: UserId,
-    format: Format = "csv",
-    filter_keys: FilterKeys = None,
-    bom: Bom = True,
-    delimiter: Delimiter = ",",
-) -> JSONBytes:
-    return _export(request, user_id, LAST, None, format, filter_keys, bom, delimiter)
+def export_last(request: Request, user_id: UserId, query: ExportParams) -> JSONBytes:
+    return _export(request, user_id, LAST, None, query)
 
 
 @router.get(
@@ -151,12 +153,6 @@ def export_last(
     **EXPORT,  # type: ignore[arg-type]
 )
 def export_worker_last(
-    request: Request,
-    workerId: WorkerId,
-    user_id: UserId,
-    format: Format = "csv",
-    filter_keys: FilterKeys = None,
-    bom: Bom = True,
-    delimiter: Delimiter = ",",
+    request: Request, workerId: WorkerId, user_id: UserId, query: ExportParams
 ) -> JSONBytes:
-    return _export(request, user_id, LAST, workerId, format, filter_keys, bom, delimiter)
+    return _export(request, user_id, LAST, workerId, query)
