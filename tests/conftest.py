@@ -18,7 +18,6 @@ import uvicorn
 
 from runyard.api import create_app
 from runyard.services import Services
-from runyard.services.imports import import_file
 from runyard.settings import Settings
 
 _names = itertools.count()
@@ -69,8 +68,7 @@ class Server:
         with open(path, "w", encoding="utf-8") as f:
             for row in rows:
                 f.write((row if isinstance(row, str) else orjson.dumps(row).decode()) + "\n")
-        svc = self.services
-        return import_file(svc.db, svc.rows, svc.runs, path, user_id=user.id, worker_slug=worker)
+        return self.services.imports.run(path, user_id=user.id, worker_slug=worker)
 
     def client(self, user: User | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {user.key}"} if user else {}

@@ -234,3 +234,60 @@ def test_weak_secret_key_is_one_line_error(tmp_path: Path) -> None:
     code, _, err = cli(d, "users", "create", "x")
     assert code == 1
     assert err.strip() == "error: the link-signing key must have at least 32 characters"
+
+
+def test_an_import_killed_mid_way_is_removed_later(data_dir: Path, tmp_path: Path) -> None:
+    big = tmp_path / "big.jsonl"
+    big.write_text("".join(f'{{"i":{i},"pad":"{"x" * 200}"}}\n' for i in range(400_000)))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runyard",
+            "runs",
+            "import",
+            str(big),
+            "--user",
+            "alice",
+            "--worker",
+            "w",
+            "--data-dir",
+            str(data_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    svc = Services(Settings(data_dir=data_dir))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until some rows are committed
+            with svc.db.engine.connect() as conn:
+                stored = conn.exec_driver_sql("SELECT count(*) FROM result_rows").scalar_one()
+            if stored > 0:
+                break
+            time.sleep(0.05)
+        assert stored > 0
+        proc.kill()
+        proc.wait()
+        assert _run_count(data_dir) == 1  # the half-made run is still there...
+        assert len(svc.imports.clean_abandoned()) == 1  # ...until the next start or import
+        assert _run_count(data_dir) == 0
+        with svc.db.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM result_rows").scalar_one() == 0
+        assert list((data_dir / "locks").iterdir()) == []
+    finally:
+        proc.kill()
+        svc.close()
+
+
+def test_a_live_import_is_not_cleaned(data_dir: Path) -> None:
+    svc = Services(Settings(data_dir=data_dir))
+    try:
+        uid = svc.accounts.user_id("alice")
+        worker = svc.runs.ensure_worker(uid, "w")
+        _, slug = svc.runs.create(uid, worker, version="import", origin="cli", status="running")
+        with svc.imports._holding(slug):
+            assert svc.imports.clean_abandoned() == []
+            assert _run_count(data_dir) == 1
+    finally:
+        svc.close()

@@ -88,6 +88,8 @@ def serve(
 
     settings = _settings(data_dir, host=host, port=port)
     svc = _open(settings)
+    for slug in svc.imports.clean_abandoned():
+        err.print(f"removed run {slug}: its import was interrupted")
     base = settings.public_url or f"http://{settings.host}:{settings.port}"
     if not svc.accounts.has_users():
         svc.accounts.create_user(LOCAL_USER)
@@ -170,17 +172,12 @@ def runs_import(
     data_dir: DataDir = None,
 ) -> None:
     """Import a dataset as a succeeded run and print the run's slug alone on stdout."""
-    from runyard.services.imports import import_file
-
     if fmt is not None and fmt not in ("json", "jsonl", "csv"):
         _fail(f"unknown format {fmt!r}: use json, jsonl or csv")
     with _services(data_dir) as svc:
         user_id = svc.accounts.user_id(user)
         with err.status("importing…") as status:
-            slug = import_file(
-                svc.db,
-                svc.rows,
-                svc.runs,
+            slug = svc.imports.run(
                 file,
                 user_id=user_id,
                 worker_slug=worker,

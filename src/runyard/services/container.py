@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from runyard.services.accounts import Accounts
 from runyard.services.exports import Exports
+from runyard.services.imports import Imports
 from runyard.services.links import LinkSigner
 from runyard.services.results import Results
 from runyard.services.runs import Runs
@@ -21,6 +22,7 @@ class Services:
         self.accounts = Accounts(self.db)
         self.runs = Runs(self.db)
         self.results = Results(self.runs, self.rows)
+        self.imports = Imports(self.db, self.rows, self.runs, settings.data_dir / "locks")
         self.signer = LinkSigner(settings.resolved_secret_key(), settings.link_ttl_seconds)
         self.exports = Exports(
             self.db,

@@ -7,8 +7,11 @@ be bad part-way leaves nothing behind: the half-made run and its rows are delete
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
+import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -16,7 +19,7 @@ import orjson
 
 from runyard.services.errors import InvalidInput
 from runyard.services.ingest import RowIngestor, parse_row
-from runyard.services.runs import Runs
+from runyard.services.runs import IMPORT_VERSION, Runs
 from runyard.storage import Database, RowStore
 
 ImportFormat = Literal["json", "jsonl", "csv"]
@@ -171,40 +174,106 @@ def parse_file(f: TextIO, fmt: ImportFormat) -> Iterator[Parsed]:
     return iter(_JsonArray(f))
 
 
-def import_file(
-    db: Database,
-    rows: RowStore,
-    runs: Runs,
-    path: Path,
-    *,
-    user_id: int,
-    worker_slug: str,
-    fmt: ImportFormat | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> str:
-    """Store every row of ``path`` as a new succeeded run of ``worker_slug``; return its slug."""
-    fmt = fmt or guess_format(path)
-    try:
-        f = open(path, encoding="utf-8-sig", newline="" if fmt == "csv" else None)  # noqa: SIM115
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}") from None
-    worker_id = runs.ensure_worker(user_id, worker_slug)
-    run_id, slug = runs.create(user_id, worker_id, version="import", origin="cli", status="running")
-    try:
-        with f:
-            ingestor = RowIngestor(db, rows, run_id, on_commit=progress)
-            line = 0
+class Imports:
+    """Runs made from files. While an import writes, it holds an OS lock on a file named after
+    its run; a lock file nobody holds means the importer died (``kill -9``, power loss), and
+    ``clean_abandoned`` deletes that half-made run. A run with no lock file here is left alone:
+    it may belong to an import on another machine."""
+
+    def __init__(self, db: Database, rows: RowStore, runs: Runs, locks_dir: Path) -> None:
+        self.db = db
+        self.rows = rows
+        self.runs = runs
+        self.locks_dir = locks_dir
+
+    @contextmanager
+    def _holding(self, slug: str) -> Iterator[None]:
+        self.locks_dir.mkdir(parents=True, exist_ok=True)
+        # Locked under a temporary name, then renamed: the final name never exists unlocked
+        # while its importer lives, so a cleaner cannot mistake a starting import for a dead one.
+        tmp = self.locks_dir / f".{slug}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            final = self.locks_dir / f"{slug}.lock"
+            os.replace(tmp, final)
             try:
-                for line, text, row in parse_file(f, fmt):  # noqa: B007 - used below
-                    ingestor.add(text, row)
-            except UnicodeDecodeError:
-                raise BadRow(line + 1, "the file is not UTF-8 text") from None
-            ingestor.flush()
-    except BadRow as exc:
-        runs.delete(run_id)
-        raise InvalidInput(f"{path.name}: {exc}") from None
-    except BaseException:
-        runs.delete(run_id)
-        raise
-    runs.finish(run_id, "succeeded")
-    return slug
+                yield
+            finally:
+                final.unlink(missing_ok=True)
+        finally:
+            tmp.unlink(missing_ok=True)
+            os.close(fd)
+
+    def clean_abandoned(self) -> list[str]:
+        """Delete the runs of imports whose process died; returns their slugs."""
+        cleaned = []
+        for lock in self.locks_dir.glob("*.lock") if self.locks_dir.is_dir() else []:
+            try:
+                fd = os.open(lock, os.O_RDWR)
+            except FileNotFoundError:  # finished meanwhile
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # its importer is alive
+                os.close(fd)
+                continue
+            try:
+                run_id = self.runs.running_import(lock.stem)
+                if run_id is not None:
+                    self.runs.delete(run_id)
+                    cleaned.append(lock.stem)
+                lock.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+        return cleaned
+
+    def run(
+        self,
+        path: Path,
+        *,
+        user_id: int,
+        worker_slug: str,
+        fmt: ImportFormat | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> str:
+        """Store every row of ``path`` as a new succeeded run of ``worker_slug``; return its
+        slug. Bad input raises ``InvalidInput`` naming the line, and leaves no run behind."""
+        self.clean_abandoned()
+        fmt = fmt or guess_format(path)
+        try:
+            f = open(path, encoding="utf-8-sig", newline="" if fmt == "csv" else None)  # noqa: SIM115
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}") from None
+        with f:
+            worker_id = self.runs.ensure_worker(user_id, worker_slug)
+            run_id, slug = self.runs.create(
+                user_id, worker_id, version=IMPORT_VERSION, origin="cli", status="running"
+            )
+            with self._holding(slug):
+                try:
+                    self._ingest(f, fmt, run_id, progress)
+                except BadRow as exc:
+                    self.runs.delete(run_id)
+                    raise InvalidInput(f"{path.name}: {exc}") from None
+                except BaseException:
+                    self.runs.delete(run_id)
+                    raise
+                self.runs.finish(run_id, "succeeded")
+        return slug
+
+    def _ingest(
+        self,
+        f: TextIO,
+        fmt: ImportFormat,
+        run_id: int,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        ingestor = RowIngestor(self.db, self.rows, run_id, on_commit=progress)
+        line = 0
+        try:
+            for line, text, row in parse_file(f, fmt):  # noqa: B007 - used below
+                ingestor.add(text, row)
+        except UnicodeDecodeError:
+            raise BadRow(line + 1, "the file is not UTF-8 text") from None
+        ingestor.flush()

@@ -13,6 +13,8 @@ from runyard.services.errors import InvalidInput, NotFound
 from runyard.storage import Database, RawQuery, Run, User, Worker
 
 FINISHED = frozenset({"succeeded", "failed"})
+#: The ``version`` of runs made by ``runyard runs import``.
+IMPORT_VERSION = "import"
 #: ``GET /worker-runs/last/...`` names the caller's newest run this way.
 LAST = "last"
 _WORKER_SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
@@ -172,6 +174,15 @@ class Runs:
             run.status = status
             run.finished_at = int(time.time())
             run.err_msg = err_msg
+
+    def running_import(self, slug: str) -> int | None:
+        """The id of the import ``slug`` if it is still marked running."""
+        with self.db.session() as s:
+            return s.scalar(
+                select(Run.id).where(
+                    Run.slug == slug, Run.version == IMPORT_VERSION, Run.status == "running"
+                )
+            )
 
     def delete(self, run_id: int) -> None:
         with self.db.session() as s, s.begin():
