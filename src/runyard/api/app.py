@@ -33,14 +33,13 @@ async def _sweep_exports(svc: Services) -> None:
         await asyncio.sleep(svc.settings.sweep_interval_seconds)
 
 
-def create_app(svc: Services, *, close_on_shutdown: bool = True) -> FastAPI:
+def create_app(svc: Services) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         sweeper = asyncio.create_task(_sweep_exports(svc))
         yield
         sweeper.cancel()
-        if close_on_shutdown:
-            svc.close()
+        svc.close()
 
     app = FastAPI(
         title="Runyard API",
