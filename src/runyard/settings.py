@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -36,6 +37,33 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
+    # --- running workers -------------------------------------------------------------------
+    #: Runs executing at once on this server; later runs wait as ``ready``.
+    max_concurrent_runs: int = Field(default=2, ge=1)
+    #: Default ``execute_limit_time_seconds`` of a run.
+    run_timeout_seconds: int = Field(default=1800, ge=1)
+    #: Longest wait of a synchronous ``POST .../runs`` (``is_async: false``).
+    sync_wait_seconds: float = Field(default=300, gt=0)
+    #: A row larger than this (bytes of JSON) is refused with a log line; the run goes on.
+    max_row_bytes: int = Field(default=1024 * 1024, ge=1024)
+    #: Log lines kept per run; past it one line says how many were dropped.
+    run_log_max_lines: int = Field(default=20_000, ge=100)
+    #: Name of this executor; runs it owned are failed when it starts again.
+    executor_name: str = Field(default_factory=socket.gethostname)
+    #: Arguments given to ``pip install`` when a worker's ``requirements.txt`` is installed
+    #: (e.g. ``--index-url ...`` for a private mirror).
+    pip_args: list[str] = []
+
+    # --- callbacks ---------------------------------------------------------------------------
+    #: Allow callbacks to private, loopback and link-local addresses (refused by default).
+    callback_allow_private: bool = False
+    #: Delivery attempts before a callback is given up.
+    callback_max_attempts: int = Field(default=8, ge=1)
+    #: First retry delay; each later one doubles (8 attempts span about 2 hours by default).
+    callback_backoff_seconds: float = Field(default=60, gt=0)
+    #: How long one delivery waits for the receiver's answer.
+    callback_timeout_seconds: float = Field(default=10, gt=0)
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -45,6 +73,21 @@ class Settings(BaseSettings):
     @property
     def files_dir(self) -> Path:
         return self.data_dir / "files"
+
+    @property
+    def packages_dir(self) -> Path:
+        """Private copies of registered worker versions."""
+        return self.data_dir / "workers"
+
+    @property
+    def venvs_dir(self) -> Path:
+        """Virtualenvs built from workers' ``requirements.txt``, shared by identical ones."""
+        return self.data_dir / "venvs"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Per-run scratch directories (input file, temporary files of the worker)."""
+        return self.data_dir / "runs"
 
     def resolved_secret_key(self) -> bytes:
         """The link-signing key; created with owner-only permissions on first use.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -36,6 +38,8 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[float] = mapped_column(Float)
+    #: Signs callback deliveries (``X-Runyard-Signature``); made on first use.
+    webhook_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ApiKey(Base):
@@ -61,11 +65,40 @@ class Worker(Base):
     title: Mapped[str] = mapped_column(String(256))
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[float] = mapped_column(Float)
+    #: Listed in ``GET /store`` when true (``worker.json`` ``public``).
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The version a run gets when it asks for ``latest``; null for import-only workers.
+    latest_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class WorkerVersion(Base):
+    """One registered, immutable version of a worker package."""
+
+    __tablename__ = "worker_versions"
+    __table_args__ = (
+        UniqueConstraint("worker_id", "version", name="uq_worker_versions_worker_version"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"))
+    version: Mapped[str] = mapped_column(String(64))
+    #: Directory holding the package's files (a private copy made at registration).
+    path: Mapped[str] = mapped_column(Text)
+    #: ``input_schema.json`` and ``output_schema.json`` as registered (JSON text).
+    input_schema: Mapped[str] = mapped_column(Text)
+    output_schema: Mapped[str] = mapped_column(Text)
+    readme: Mapped[str] = mapped_column(Text, default="")
+    #: Python interpreter the version runs with (its virtualenv's, or the server's own).
+    python: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
 
 
 class Run(Base):
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_user_created", "user_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_runs_user_created", "user_id", "created_at"),
+        Index("ix_runs_status", "status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(26), unique=True)
@@ -84,6 +117,15 @@ class Run(Base):
     started_at: Mapped[int] = mapped_column(Integer, default=0)
     finished_at: Mapped[int] = mapped_column(Integer, default=0)
     err_msg: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: ``parameters.custom`` after validation and defaults (JSON object text).
+    input: Mapped[str] = mapped_column(Text, default="{}")
+    #: ``parameters.system`` after validation and defaults (JSON object text).
+    system: Mapped[str] = mapped_column(Text, default="{}")
+    callback_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: The executor that owns the running process, and its process group id: on restart an
+    #: executor fails its own orphaned runs and kills what is left of their process groups.
+    executor: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Export(Base):
@@ -110,6 +152,37 @@ class Export(Base):
     #: The latest expiry of any link handed out for this export: past it, the file is swept.
     links_expire_at: Mapped[int] = mapped_column(Integer, index=True)
 
+
+class CallbackDelivery(Base):
+    """One callback POST to make, kept until it is delivered or out of attempts."""
+
+    __tablename__ = "callback_deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    #: ``X-Runyard-Delivery``: the same on every retry of this delivery.
+    delivery_id: Mapped[str] = mapped_column(String(26), unique=True)
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)
+    #: ``pending`` until delivered (``delivered``) or out of attempts (``failed``).
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float, index=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+#: Run log lines, numbered densely from 0 within their run; the newest 1,000 are one range read.
+run_logs = Table(
+    "run_logs",
+    metadata,
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    #: 1 debug, 2 info, 3 warn, 4 error (spec §3).
+    Column("level", Integer, nullable=False),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("content", Text, nullable=False),
+)
 
 #: Result rows, stored as the JSON text received; ``seq`` is dense from 0 within a run, so a page
 #: is a primary-key range and never an ``OFFSET`` scan.
