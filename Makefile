@@ -24,7 +24,7 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 
 ## Serve the API at http://127.0.0.1:8000 with its data in ./.runyard
 serve: $(VENV)/.installed
-	$(BIN)/runyard serve
+	$(BIN)/runyard serve --workers examples/workers
 
 ## Lint, type-check and run the whole test suite
 test: $(VENV)/.installed-dev lint

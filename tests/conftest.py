@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import socket
 import threading
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import uvicorn
 
 from runyard.api import create_app
 from runyard.services import Services
+from runyard.services.packages import load_package
 from runyard.settings import Settings
 
 _names = itertools.count()
@@ -70,6 +72,28 @@ class Server:
                 f.write((row if isinstance(row, str) else orjson.dumps(row).decode()) + "\n")
         return self.services.imports.run(path, user_id=user.id, worker_slug=worker)
 
+    def worker(
+        self,
+        user: User,
+        main: str,
+        *,
+        properties: list[dict[str, Any]] | None = None,
+        files: dict[str, str] | None = None,
+        slug: str | None = None,
+    ) -> str:
+        """Register a worker whose ``main.py`` is ``main``; its slug."""
+        slug = slug or f"w{next(_names)}"
+        root = self.tmp / f"pkg-{slug}-{next(_names)}"
+        root.mkdir()
+        (root / "main.py").write_text(textwrap.dedent(main))
+        schema = {"properties": properties or []}
+        (root / "input_schema.json").write_text(orjson.dumps(schema).decode())
+        (root / "output_schema.json").write_text("[]")
+        for name, text in (files or {}).items():
+            (root / name).write_text(textwrap.dedent(text))
+        self.services.workers.register(user.id, load_package(root), slug=slug)
+        return slug
+
     def client(self, user: User | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {user.key}"} if user else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
@@ -106,3 +130,36 @@ def user(server: Server) -> User:
 def api(server: Server, user: User) -> Iterator[httpx.Client]:
     with server.client(user) as client:
         yield client
+
+
+def wait_for(client: httpx.Client, run: str, *, timeout: float = 60) -> dict[str, Any]:
+    """Poll a run until it has finished; its record."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record: dict[str, Any] = client.get(f"/api/v2/worker-runs/{run}").json()["data"]
+        if record["status"] in ("succeeded", "failed"):
+            return record
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run} still {record['status']} after {timeout} s")
+        time.sleep(0.1)
+
+
+def start(
+    client: httpx.Client,
+    worker: str,
+    custom: dict[str, Any] | None = None,
+    system: dict[str, Any] | None = None,
+    **body: Any,
+) -> str:
+    """Start a run over the API; its slug."""
+    parameters: dict[str, Any] = {}
+    if custom is not None:
+        parameters["custom"] = custom
+    if system is not None:
+        parameters["system"] = system
+    if parameters:
+        body["input"] = {"parameters": parameters}
+    reply = client.post(f"/api/v2/workers/{worker}/runs", json=body)
+    assert reply.status_code == 200, reply.text
+    slug: str = reply.json()["data"]["run_slug"]
+    return slug

@@ -14,7 +14,7 @@ from runyard import __version__
 from runyard.api import errors
 from runyard.api.auth import document_security
 from runyard.api.request_id import RequestIdMiddleware
-from runyard.api.routes import files, results, runs
+from runyard.api.routes import files, results, runs, workers
 from runyard.services import Services
 
 API_PREFIX = "/api/v2"
@@ -36,10 +36,11 @@ async def _sweep_exports(svc: Services) -> None:
 def create_app(svc: Services) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(svc.start)
         sweeper = asyncio.create_task(_sweep_exports(svc))
         yield
         sweeper.cancel()
-        svc.close()
+        await anyio.to_thread.run_sync(svc.close)
 
     app = FastAPI(
         title="Runyard API",
@@ -51,9 +52,13 @@ def create_app(svc: Services) -> FastAPI:
     app.state.services = svc
     # A trailing slash is an unknown route (404 envelope), not a redirect without an envelope.
     app.router.redirect_slashes = False
-    for router in (results.router, runs.router, files.router):
+    for router in (results.router, runs.router, workers.router, files.router):
         app.include_router(router, prefix=API_PREFIX)
     errors.install(app)
-    document_security(app, public_paths=(API_PREFIX + "/files/",))
+    document_security(
+        app,
+        is_public=lambda path: path.startswith(API_PREFIX + "/files/")
+        or path.endswith("/input-schema"),
+    )
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -34,6 +35,15 @@ def _bearer(value: str | None) -> str | None:
     return None
 
 
+def _key(request: Request) -> str | None:
+    headers = request.headers
+    return (
+        _bearer(headers.get("authorization"))
+        or headers.get("api-key")
+        or request.query_params.get("token")
+    )
+
+
 async def caller(request: Request) -> int:
     """The id of the calling user; 401 / 12001 without a key, 401 / 12002 with a bad one.
 
@@ -42,19 +52,20 @@ async def caller(request: Request) -> int:
     the lookup is one indexed read, far cheaper than the thread-pool hop FastAPI makes for a
     plain ``def`` dependency.
     """
-    headers = request.headers
-    key = (
-        _bearer(headers.get("authorization"))
-        or headers.get("api-key")
-        or request.query_params.get("token")
-    )
+    key = _key(request)
     if not key:
         raise Unauthenticated("authentication required")
     return services(request).accounts.authenticate(key)
 
 
-def document_security(app: FastAPI, public_paths: tuple[str, ...] = ()) -> None:
-    """Declare the key transports in /openapi.json for every route but ``public_paths``."""
+async def optional_caller(request: Request) -> int | None:
+    """For public endpoints: the caller when a key is given (a bad key is still refused)."""
+    key = _key(request)
+    return services(request).accounts.authenticate(key) if key else None
+
+
+def document_security(app: FastAPI, is_public: Callable[[str], bool]) -> None:
+    """Declare the key transports in /openapi.json for every route but the public ones."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -67,7 +78,7 @@ def document_security(app: FastAPI, public_paths: tuple[str, ...] = ()) -> None:
             schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
             requirement: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]
             for path, operations in schema["paths"].items():
-                if not path.startswith(public_paths):
+                if not is_public(path):
                     for operation in operations.values():
                         operation["security"] = requirement
             app.openapi_schema = schema

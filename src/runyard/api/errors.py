@@ -16,6 +16,8 @@ from runyard.services import (
     NotFound,
     ServiceError,
     Unauthenticated,
+    VersionNotFound,
+    WrongState,
 )
 
 #: Service refusal → (HTTP status, application code).
@@ -25,6 +27,8 @@ STATUS: dict[type[ServiceError], tuple[int, int]] = {
     Unauthenticated: (401, 12001),
     InvalidToken: (401, 12002),
     ExportFailed: (500, 10000),
+    VersionNotFound: (404, 50003),
+    WrongState: (409, 70002),
 }
 
 
@@ -40,6 +44,8 @@ async def _service_error(request: Request, exc: Exception) -> Response:
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    if any(e.get("type") == "json_invalid" for e in exc.errors()):
+        return error(request, 400, 11000, "malformed request: the body is not valid JSON")
     details = [f"{_location(e['loc'])}: {e['msg']}" for e in exc.errors()]
     return error(request, 422, 11000, "invalid request", details)
 

@@ -62,6 +62,92 @@ class RunRecord(BaseModel):
     err_msg: str
 
 
+class Empty(BaseModel):
+    """``data: {}`` — operations with no payload."""
+
+
+RunRecords = list[RunRecord]
+
+
+class RunList(BaseModel):
+    count: int
+    list: RunRecords
+    page_index: int
+    page_size: int
+
+
+class LogEntry(BaseModel):
+    type: int = Field(description="1 debug, 2 info, 3 warn, 4 error")
+    group: str = Field(description='Sub-task id; "0" when the run is not split')
+    content: str
+    timestamp: int = Field(description="Unix milliseconds")
+
+
+LogEntries = list[LogEntry]
+
+
+class RunLog(BaseModel):
+    all_logs_url: str = Field(description="Signed, expiring link to the whole log as text")
+    list: LogEntries = Field(description="The newest 1,000 entries, oldest first")
+    result_count: int
+
+
+class RunStarted(BaseModel):
+    run_slug: str
+
+
+class SyncRun(BaseModel):
+    run_slug: str
+    run_status: str
+    error_message: str
+    execution_start_timestamp: int
+    execution_end_timestamp: int
+    running_duration: int
+    result_message: str
+    is_finished: bool = Field(description="false: the wait ran out and the run goes on")
+    results: ResultPage
+
+
+class WorkerSummary(BaseModel):
+    description: str
+    name: str
+    path: str
+    slug: str
+    title: str
+    username: str
+
+
+class WorkerList(BaseModel):
+    scraper: list[WorkerSummary]
+    count: int
+    page_index: int
+    page_size: int
+
+
+class WorkerParameters(BaseModel):
+    custom: dict[str, Any] = Field(description="{properties: [...]} from input_schema.json")
+    system: dict[str, Any] = Field(description="System parameters and their defaults")
+
+
+class WorkerDetail(BaseModel):
+    name: str
+    title: str
+    slug: str
+    username: str
+    version: str
+    readme: str
+    parameters: WorkerParameters
+
+
+class InputSchema(BaseModel):
+    input_schema: dict[str, Any]
+
+
+class VersionRegistered(BaseModel):
+    slug: str
+    version: str
+
+
 def responses(model: type[BaseModel], *statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for a route: its success envelope and the errors it can answer."""
     described: dict[int | str, dict[str, Any]] = {
@@ -69,7 +155,8 @@ def responses(model: type[BaseModel], *statuses: int) -> dict[int | str, dict[st
     }
     meanings = {
         401: "API key missing (12001) or invalid (12002)",
-        404: "Not found for this caller (11004)",
+        404: "Not found for this caller (11004), or no such worker version (50003)",
+        409: "Not possible in the run's current state (70002)",
         422: "Invalid parameter (11000)",
         500: "Internal server error (10000)",
     }

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from runyard.services import ServiceError, Services
+from runyard.services.packages import load_package
 from runyard.settings import Settings
 
 app = typer.Typer(
@@ -30,7 +31,9 @@ app = typer.Typer(
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 runs_app = typer.Typer(help="Manage runs.", no_args_is_help=True)
+workers_app = typer.Typer(help="Manage workers.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+app.add_typer(workers_app, name="workers")
 app.add_typer(keys_app, name="keys")
 app.add_typer(runs_app, name="runs")
 
@@ -69,7 +72,7 @@ def _services(data_dir: Path | None) -> Iterator[Services]:
     try:
         yield svc
     except ServiceError as exc:
-        _fail(exc.message)
+        _fail(_explain(exc))
     finally:
         svc.close()
 
@@ -78,9 +81,17 @@ def _services(data_dir: Path | None) -> Iterator[Services]:
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[
+        Path | None,
+        typer.Option(
+            "--workers",
+            help="On the first start, register every worker package in this directory "
+            f"for user {LOCAL_USER!r}.",
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Serve the API (SQLite, local files) until interrupted."""
+    """Serve the API (SQLite, local executor, local files) until interrupted."""
     import uvicorn
 
     from runyard.api import create_app
@@ -92,18 +103,33 @@ def serve(
         err.print(f"removed run {slug}: its import was interrupted")
     base = settings.public_url or f"http://{settings.host}:{settings.port}"
     if not svc.accounts.has_users():
-        svc.accounts.create_user(LOCAL_USER)
+        user_id = svc.accounts.create_user(LOCAL_USER)
         key = svc.accounts.create_key(LOCAL_USER)
+        registered = _register_all(svc, user_id, workers) if workers else []
+        auth = shlex.quote("Authorization: Bearer " + key)
         err.print(
             f"\n[bold]First start:[/bold] created user [cyan]{LOCAL_USER}[/cyan] and an API key "
             "(shown only now; it is stored hashed):\n\n"
-            f"  {key}\n\n"
-            "Try it: import a dataset, then read your newest run's first page:\n\n"
-            f"  .venv/bin/runyard runs import FILE.jsonl --user {LOCAL_USER} --worker my-data\n"
-            f"  curl -H {shlex.quote('Authorization: Bearer ' + key)} "
-            f"{base}/api/v2/worker-runs/last/result\n",
+            f"  {key}\n",
             markup=True,
         )
+        if "web-scraper" in registered:
+            body = shlex.quote(
+                '{"input": {"parameters": {"custom": {"start_urls": ["' + base + '/docs"]}}},'
+                ' "is_async": false}'
+            )
+            err.print(
+                "Try it: scrape this server's own /docs page and read the rows:\n\n"
+                f"  curl -H {auth} -H 'Content-Type: application/json' -d {body} "
+                f"{base}/api/v2/workers/web-scraper/runs\n"
+                f"  curl -H {auth} {base}/api/v2/worker-runs/last/result\n"
+            )
+        else:
+            err.print(
+                "Try it: import a dataset, then read your newest run's first page:\n\n"
+                f"  .venv/bin/runyard runs import FILE.jsonl --user {LOCAL_USER} --worker my-data\n"
+                f"  curl -H {auth} {base}/api/v2/worker-runs/last/result\n"
+            )
     err.print(f"Runyard serving at {base}  (data: {settings.data_dir.resolve()})")
     uvicorn.run(
         create_app(svc),
@@ -113,6 +139,59 @@ def serve(
         server_header=False,
         access_log=False,  # written by Runyard itself, with the request id
     )
+
+
+def _register_all(svc: Services, user_id: int, directory: Path) -> list[str]:
+    """Register every package under ``directory``; one that fails is reported and skipped."""
+    done = []
+    for package_dir in sorted(p for p in directory.iterdir() if (p / "main.py").is_file()):
+        try:
+            with err.status(f"registering {package_dir.name}…") as status:
+                reg = svc.workers.register(
+                    user_id, load_package(package_dir), on_progress=status.update
+                )
+        except ServiceError as exc:
+            err.print(f"[red]could not register {package_dir.name}:[/red] {_explain(exc)}")
+            continue
+        err.print(f"registered worker {reg.slug} {reg.version}")
+        done.append(reg.slug)
+    return done
+
+
+def _explain(exc: ServiceError) -> str:
+    return "\n  ".join([exc.message, *(exc.details or [])])
+
+
+@workers_app.command("add")
+def workers_add(
+    directory: Annotated[Path, typer.Argument(help="The worker package (directory or .zip).")],
+    user: Annotated[str, typer.Option("--user", help="The worker's owner.")] = LOCAL_USER,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Default: worker.json's, else the next one.")
+    ] = None,
+    slug: Annotated[
+        str | None, typer.Option("--slug", help="Default: worker.json's, else the name.")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Register a worker package as a new version; prints `slug version` on stdout."""
+    with _services(data_dir) as svc:
+        user_id = svc.accounts.user_id(user)
+        with err.status(f"registering {directory.name}…") as status:
+            reg = svc.workers.register(
+                user_id, load_package(directory), slug=slug, version=version,
+                on_progress=status.update,
+            )
+    err.print(f"registered worker {reg.slug} {reg.version} for {user}")
+    out.print(f"{reg.slug} {reg.version}")
+
+
+@users_app.command("webhook-secret")
+def users_webhook_secret(name: str, data_dir: DataDir = None) -> None:
+    """Print the secret that signs the user's callbacks (X-Runyard-Signature)."""
+    with _services(data_dir) as svc:
+        secret = svc.callbacks.webhook_secret(svc.accounts.user_id(name))
+    out.print(secret)
 
 
 @users_app.command("create")

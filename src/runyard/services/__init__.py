@@ -9,6 +9,8 @@ from runyard.services.errors import (
     NotFound,
     ServiceError,
     Unauthenticated,
+    VersionNotFound,
+    WrongState,
 )
 from runyard.services.exports import DownloadFile, Exports
 from runyard.services.paging import MAX_LIMIT, Window
@@ -32,5 +34,7 @@ __all__ = [
     "ServiceError",
     "Services",
     "Unauthenticated",
+    "VersionNotFound",
+    "WrongState",
     "Window",
 ]

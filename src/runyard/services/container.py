@@ -1,18 +1,28 @@
-"""Every service wired to one database, one row store and one file store."""
+"""Every service wired to one database, one row store, one file store and one executor."""
 
 from __future__ import annotations
 
+from runyard.execution.base import Executor
+from runyard.execution.local import LocalExecutor
+from runyard.execution.process import RunContext
+from runyard.execution.venvs import VenvBuilder
 from runyard.services.accounts import Accounts
+from runyard.services.callbacks import Callbacks, status_payload
 from runyard.services.exports import Exports
 from runyard.services.imports import Imports
+from runyard.services.launcher import Launcher
 from runyard.services.links import LinkSigner
 from runyard.services.results import Results
+from runyard.services.runlog import RunLogs
 from runyard.services.runs import Runs
+from runyard.services.workers import Workers
 from runyard.settings import Settings
-from runyard.storage import Database, LocalFileStore, SqlRowStore
+from runyard.storage import Database, LocalFileStore, Run, SqlRowStore
 
 
 class Services:
+    """Built by every entry point; only ``runyard serve`` calls ``start`` (runs, callbacks)."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.db = Database(settings.resolved_database_url)
@@ -32,7 +42,39 @@ class Services:
             self.signer,
             threads=settings.export_threads,
         )
+        self.logs = RunLogs(self.db, self.runs, self.signer)
+        self.workers = Workers(
+            self.db, settings, VenvBuilder(settings.venvs_dir, settings.pip_args)
+        )
+        self.callbacks = Callbacks(
+            self.db,
+            allow_private=settings.callback_allow_private,
+            max_attempts=settings.callback_max_attempts,
+            backoff_seconds=settings.callback_backoff_seconds,
+            timeout_seconds=settings.callback_timeout_seconds,
+        )
+        self.runs.on_change = self._run_changed
+        self.executor: Executor = LocalExecutor(
+            RunContext(settings, self.db, self.rows, self.runs, self.logs),
+            max_concurrent=settings.max_concurrent_runs,
+            name=settings.executor_name,
+        )
+        self.launcher = Launcher(settings, self.runs, self.workers, self.executor)
+        self._started = False
+
+    def _run_changed(self, run: Run) -> None:
+        if run.callback_url:
+            self.callbacks.enqueue(run.id, run.callback_url, status_payload(run))
+
+    def start(self) -> None:
+        """Recover runs a dead server left behind, then execute runs and send callbacks."""
+        self.executor.start()
+        self.callbacks.start()
+        self._started = True
 
     def close(self) -> None:
+        if self._started:
+            self.executor.close()
+            self.callbacks.close()
         self.exports.close()
         self.db.dispose()

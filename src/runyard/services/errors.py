@@ -30,3 +30,11 @@ class Unauthenticated(ServiceError):
 
 class InvalidToken(ServiceError):
     """Unknown or revoked key (12002)."""
+
+
+class VersionNotFound(ServiceError):
+    """The worker exists but not the requested version, or it has none (404 / 50003)."""
+
+
+class WrongState(ServiceError):
+    """The run's state does not allow the operation, e.g. abort of a finished run (409 / 70002)."""

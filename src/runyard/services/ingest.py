@@ -49,29 +49,100 @@ class RowIngestor:
         self._seen = {c["key"] for c in self._columns}
         self._columns_changed = False
         self._pending: list[str] = []
+        #: Committed rows replaced by upserts since the last flush: ``{seq: text}``.
+        self._replaced: dict[int, str] = {}
+        #: Per upsert key field: the field's value (as canonical JSON) → seq of its first row.
+        #: Built on the first upsert with that field, so plain pushes pay nothing.
+        self._indexes: dict[str, dict[bytes, int]] = {}
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending or self._replaced)
 
     def add(self, text: str, row: dict[str, Any]) -> None:
         """Queue one row: ``text`` is stored verbatim, ``row`` is its decoded form."""
+        self._track_columns(row)
+        seq = self.count + len(self._pending)
+        for field, index in self._indexes.items():
+            if field in row:
+                index.setdefault(_marker(row[field]), seq)
+        self._pending.append(text)
+        if len(self._pending) >= self.batch_size:
+            self.flush()
+
+    def upsert(self, text: str, row: dict[str, Any], key: str) -> None:
+        """Replace the earlier row whose ``key`` field equals this row's, in place; else add."""
+        if key not in row:
+            self.add(text, row)
+            return
+        seq = self._index(key).get(_marker(row[key]))
+        if seq is None:
+            self.add(text, row)
+            return
+        self._track_columns(row)
+        if seq >= self.count:
+            self._pending[seq - self.count] = text
+        else:
+            self._replaced[seq] = text
+            if len(self._replaced) >= self.batch_size:
+                self.flush()
+
+    def _index(self, field: str) -> dict[bytes, int]:
+        index = self._indexes.get(field)
+        if index is None:
+            index = {}
+            seq = 0
+            for batch in self.rows.iter_batches(self.run_id, self.count):
+                for text in batch:
+                    _index_row(index, field, self._replaced.get(seq, text), seq)
+                    seq += 1
+            for text in self._pending:
+                _index_row(index, field, text, seq)
+                seq += 1
+            self._indexes[field] = index
+        return index
+
+    def _track_columns(self, row: dict[str, Any]) -> None:
         for key in row:
             if key not in self._seen:
                 self._seen.add(key)
                 self._columns.append({"key": key, "label": key})
                 self._columns_changed = True
-        self._pending.append(text)
-        if len(self._pending) >= self.batch_size:
-            self.flush()
+
+    def set_headers(self, headers: list[dict[str, str]]) -> None:
+        """Declared headers come first, in their order and with their labels."""
+        declared = [{"key": h["key"], "label": h.get("label") or h["key"]} for h in headers]
+        keys = {c["key"] for c in declared}
+        self._columns = declared + [c for c in self._columns if c["key"] not in keys]
+        self._seen = {c["key"] for c in self._columns}
+        self._columns_changed = True
 
     def flush(self) -> None:
-        if not self._pending:
+        if not (self._pending or self._replaced or self._columns_changed):
             return
         values: dict[str, Any] = {"results": self.count + len(self._pending)}
         if self._columns_changed:
             values["columns"] = orjson.dumps(self._columns).decode()
         with self.db.engine.begin() as conn:
             self.rows.append(conn, self.run_id, self.count, self._pending)
+            self.rows.replace(conn, self.run_id, self._replaced)
             conn.execute(update(Run).where(Run.id == self.run_id).values(**values))
         self.count += len(self._pending)
         self._pending = []
+        self._replaced = {}
         self._columns_changed = False
         if self.on_commit is not None:
             self.on_commit(self.count)
+
+
+def _marker(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def _index_row(index: dict[bytes, int], field: str, text: str, seq: int) -> None:
+    try:
+        row = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return
+    if isinstance(row, dict) and field in row:
+        index.setdefault(_marker(row[field]), seq)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, select
+from sqlalchemy import ColumnElement, bindparam, func, select, update
 from ulid import ULID
 
 from runyard.services.errors import InvalidInput, NotFound
@@ -17,7 +19,7 @@ FINISHED = frozenset({"succeeded", "failed"})
 IMPORT_VERSION = "import"
 #: ``GET /worker-runs/last/...`` names the caller's newest run this way.
 LAST = "last"
-_WORKER_SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+WORKER_SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ def new_slug() -> str:
     return str(ULID())
 
 
-def _record(run: Run, worker: Worker, now: float) -> RunRecord:
+def record(run: Run, worker: Worker, now: float) -> RunRecord:
     if run.started_at == 0:
         duration = 0
     elif run.finished_at:
@@ -67,7 +69,7 @@ def _record(run: Run, worker: Worker, now: float) -> RunRecord:
     )
 
 
-def _worker_is(worker_id: str) -> ColumnElement[bool]:
+def worker_is(worker_id: str) -> ColumnElement[bool]:
     """The worker a ``workerId`` names: its slug, or its path ``owner~slug``."""
     owner, sep, slug = worker_id.rpartition("~")
     if not sep:
@@ -79,6 +81,8 @@ def _worker_is(worker_id: str) -> ColumnElement[bool]:
 class Runs:
     def __init__(self, db: Database) -> None:
         self.db = db
+        #: Told of every committed state change (callbacks hang here).
+        self.on_change: Callable[[Run], None] | None = None
         # The hot path of every result page: (id, results, columns) on a raw cursor.
         base = select(Run.id, Run.results, Run.columns).where(Run.user_id == bindparam("user"))
         self._by_slug = RawQuery(db.engine, base.where(Run.slug == bindparam("slug")))
@@ -94,7 +98,7 @@ class Runs:
         query = select(Run, Worker).join(Worker, Worker.id == Run.worker_id)
         query = query.where(Run.user_id == user_id)
         if worker_id is not None:
-            query = query.where(_worker_is(worker_id))
+            query = query.where(worker_is(worker_id))
         if run_slug == LAST:
             query = query.order_by(Run.created_at.desc(), Run.id.desc()).limit(1)
         else:
@@ -120,13 +124,13 @@ class Runs:
             raise NotFound("run not found")
         return row[0], row[1], row[2]
 
-    def get(self, user_id: int, run_slug: str) -> RunRecord:
-        run, worker = self.find(user_id, run_slug)
-        return _record(run, worker, time.time())
+    def get(self, user_id: int, run_slug: str, worker_id: str | None = None) -> RunRecord:
+        run, worker = self.find(user_id, run_slug, worker_id)
+        return record(run, worker, time.time())
 
     def ensure_worker(self, user_id: int, slug: str) -> int:
         """The id of the user's worker ``slug``, registering a bare one if it is new (imports)."""
-        if not _WORKER_SLUG.match(slug):
+        if not WORKER_SLUG.match(slug):
             raise InvalidInput(
                 f"invalid worker slug {slug!r}: use 1-128 lowercase letters, digits, '.', '_' "
                 "or '-', starting with a letter or digit"
@@ -143,10 +147,22 @@ class Runs:
             return wid
 
     def create(
-        self, user_id: int, worker_id: int, *, version: str, origin: str, status: str
+        self,
+        user_id: int,
+        worker_id: int,
+        *,
+        version: str,
+        origin: str,
+        status: str,
+        input: str = "{}",
+        system: str = "{}",
+        callback_url: str | None = None,
     ) -> tuple[int, str]:
         now = time.time()
         run = Run(
+            input=input,
+            system=system,
+            callback_url=callback_url,
             slug=new_slug(),
             user_id=user_id,
             worker_id=worker_id,
@@ -164,16 +180,110 @@ class Runs:
         with self.db.session() as s, s.begin():
             s.add(run)
             s.flush()
-            return run.id, run.slug
+        return run.id, run.slug
+
+    def transition(
+        self, run_id: int, status: str, *, only_from: Collection[str] = (), **values: Any
+    ) -> Run | None:
+        """Commit one state change (with ``values``); ``None`` if the run was not in
+        ``only_from`` (when given). Every change that happens is reported to ``on_change``.
+        """
+        if status in FINISHED:
+            values.setdefault("finished_at", int(time.time()))
+            values.setdefault("pid", None)
+        stmt = update(Run).where(Run.id == run_id).values(status=status, **values)
+        if only_from:
+            stmt = stmt.where(Run.status.in_(only_from))
+        with self.db.session() as s, s.begin():
+            if s.execute(stmt).rowcount == 0:  # type: ignore[attr-defined]
+                return None
+            run = s.get(Run, run_id, populate_existing=True)
+        if run is not None and self.on_change is not None:
+            self.on_change(run)
+        return run
 
     def finish(self, run_id: int, status: str, err_msg: str | None = None) -> None:
+        if self.transition(run_id, status, err_msg=err_msg) is None:
+            raise NotFound("run not found")
+
+    def claim_next(self, executor: str) -> int | None:
+        """Move the oldest ``ready`` run to ``running`` for ``executor``; its id, or None.
+
+        The move is a conditional update, so two executors never claim the same run.
+        """
+        while True:
+            with self.db.session() as s:
+                run_id = s.scalar(
+                    select(Run.id)
+                    .where(Run.status == "ready")
+                    .order_by(Run.created_at, Run.id)
+                    .limit(1)
+                )
+            if run_id is None:
+                return None
+            claimed = self.transition(
+                run_id,
+                "running",
+                only_from=("ready",),
+                executor=executor,
+                started_at=int(time.time()),
+            )
+            if claimed is not None:
+                return run_id
+
+    def owned_by(self, executor: str, statuses: Collection[str]) -> list[Run]:
+        with self.db.session() as s:
+            return list(
+                s.scalars(
+                    select(Run).where(Run.executor == executor, Run.status.in_(statuses))
+                )
+            )
+
+    def id_of(self, run_slug: str) -> int:
+        """Any user's run by slug: only for callers that proved their right (signed links)."""
+        with self.db.session() as s:
+            run_id = s.scalar(select(Run.id).where(Run.slug == run_slug))
+        if run_id is None:
+            raise NotFound("run not found")
+        return run_id
+
+    def status(self, run_id: int) -> str | None:
+        with self.db.session() as s:
+            return s.scalar(select(Run.status).where(Run.id == run_id))
+
+    def set_pid(self, run_id: int, pid: int | None) -> None:
         with self.db.session() as s, s.begin():
-            run = s.get(Run, run_id)
-            if run is None:
-                raise NotFound("run not found")
-            run.status = status
-            run.finished_at = int(time.time())
-            run.err_msg = err_msg
+            s.execute(update(Run).where(Run.id == run_id).values(pid=pid))
+
+    def list_runs(
+        self,
+        user_id: int,
+        *,
+        offset: int,
+        limit: int,
+        worker_id: str | None = None,
+        status: str | None = None,
+        start_time: int | None = None,
+        end_time: int | None = None,
+    ) -> tuple[int, list[RunRecord]]:
+        """The caller's runs, newest first, with the filters of ``GET /worker-runs``."""
+        where: list[ColumnElement[bool]] = [Run.user_id == user_id]
+        if worker_id is not None:
+            where.append(worker_is(worker_id))
+        if status is not None:
+            where.append(Run.status == status)
+        if start_time is not None:
+            where.append(Run.created_at >= start_time)
+        if end_time is not None:
+            where.append(Run.created_at < end_time + 1)
+        base = select(Run, Worker).join(Worker, Worker.id == Run.worker_id).where(*where)
+        now = time.time()
+        with self.db.session() as s:
+            count = s.scalar(select(func.count()).select_from(base.subquery())) or 0
+            rows = s.execute(
+                base.order_by(Run.created_at.desc(), Run.id.desc()).offset(offset).limit(limit)
+            ).all()
+        return count, [record(run, worker, now) for run, worker in rows]
 
     def running_import(self, slug: str) -> int | None:
         """The id of the import ``slug`` if it is still marked running."""

@@ -2,12 +2,23 @@
 
 from runyard.storage.database import Database, make_engine, migrate
 from runyard.storage.files import FileStore, LocalFileStore
-from runyard.storage.models import ApiKey, Export, Run, User, Worker, result_rows
+from runyard.storage.models import (
+    ApiKey,
+    CallbackDelivery,
+    Export,
+    Run,
+    User,
+    Worker,
+    WorkerVersion,
+    result_rows,
+    run_logs,
+)
 from runyard.storage.rawquery import RawQuery
 from runyard.storage.rowstore import RowStore, SqlRowStore
 
 __all__ = [
     "ApiKey",
+    "CallbackDelivery",
     "Database",
     "Export",
     "FileStore",
@@ -18,7 +29,9 @@ __all__ = [
     "SqlRowStore",
     "User",
     "Worker",
+    "WorkerVersion",
     "make_engine",
     "migrate",
     "result_rows",
+    "run_logs",
 ]

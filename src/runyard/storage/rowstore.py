@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
 from runyard.storage.models import result_rows
 from runyard.storage.rawquery import RawQuery
@@ -30,6 +30,8 @@ class RowStore(Protocol):
     def append(
         self, conn: Connection, run_id: int, first_seq: int, texts: Sequence[str]
     ) -> None: ...
+
+    def replace(self, conn: Connection, run_id: int, rows: dict[int, str]) -> None: ...
 
     def read(self, run_id: int, start: int, stop: int) -> list[str]: ...
 
@@ -57,6 +59,19 @@ class SqlRowStore:
                     {"run_id": run_id, "seq": first_seq + i, "data": text}
                     for i, text in enumerate(texts)
                 ],
+            )
+
+    def replace(self, conn: Connection, run_id: int, rows: dict[int, str]) -> None:
+        """Overwrite committed rows in place (upserts): ``{seq: text}``."""
+        if rows:
+            conn.execute(
+                update(result_rows)
+                .where(
+                    result_rows.c.run_id == bindparam("rid"),
+                    result_rows.c.seq == bindparam("s"),
+                )
+                .values(data=bindparam("d")),
+                [{"rid": run_id, "s": seq, "d": text} for seq, text in rows.items()],
             )
 
     def read(self, run_id: int, start: int, stop: int) -> list[str]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, Response, StreamingResponse
 
 from runyard.api.auth import services
 from runyard.api.schemas import ErrorEnvelope
 from runyard.services import NotFound
 from runyard.services.links import FILES_PATH
+from runyard.services.runlog import LINK_PREFIX as LOG_LINK_PREFIX
 
 router = APIRouter(tags=["files"])
 
@@ -18,7 +19,7 @@ PATH = FILES_PATH.removeprefix("/api/v2") + "/{name}/{filename}"
 
 @router.get(
     PATH,
-    summary="Download an export file",
+    summary="Download an export file or a run log",
     response_class=FileResponse,
     responses={
         200: {"description": "The file, as an attachment; supports byte ranges."},
@@ -28,11 +29,15 @@ PATH = FILES_PATH.removeprefix("/api/v2") + "/{name}/{filename}"
 )
 def download(
     request: Request, name: str, filename: str, expires: str = "", signature: str = ""
-) -> FileResponse:
+) -> Response:
     # Malformed link parameters are a bad link, not a validation problem: 404 like any other.
     if not (expires.isascii() and expires.isdigit() and len(expires) <= 12) or not signature:
         raise NotFound("download link is invalid or has expired")
-    file = services(request).exports.resolve(name, filename, int(expires), signature)
+    svc = services(request)
+    if name.startswith(LOG_LINK_PREFIX):
+        text = svc.logs.download(name, filename, int(expires), signature)
+        return StreamingResponse(text, media_type="text/plain; charset=utf-8")
+    file = svc.exports.resolve(name, filename, int(expires), signature)
     return FileResponse(
         file.path,
         media_type=file.media_type,

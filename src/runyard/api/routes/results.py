@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from runyard.api.auth import caller, services
 from runyard.api.envelope import JSONBytes, ok, request_id
 from runyard.api.schemas import ExportLink, ResultPage, responses
+from runyard.services import ResultPage as ResultPageData
 from runyard.services import Window
 from runyard.services.runs import LAST
 
@@ -49,34 +50,48 @@ EXPORT = {
 }
 
 
+def page_bytes(page: ResultPageData) -> bytes:
+    """The ``data`` object of a result page, with the rows spliced in as stored text."""
+    return b"".join(
+        (
+            b'{"count":',
+            str(page.count).encode(),
+            b',"headers":',
+            page.headers_json.encode(),
+            b',"list":[',
+            ",".join(page.rows).encode(),
+            b'],"page_index":',
+            str(page.page_index).encode(),
+            b',"page_size":',
+            str(page.page_size).encode(),
+            b"}",
+        )
+    )
+
+
+def envelope_bytes(request: Request, data: bytes) -> JSONBytes:
+    """The success envelope around ``data`` that is already JSON."""
+    return JSONBytes(
+        b'{"code":0,"message":"success","data":%b,"request_id":%b}'
+        % (data, orjson.dumps(request_id(request)))
+    )
+
+
+def result_page(
+    request: Request, user_id: int, run: str, worker: str | None, offset: int, limit: int
+) -> bytes:
+    svc = services(request)
+    window = Window.from_query(offset, limit, svc.settings.offset_mode)
+    return page_bytes(svc.results.page(user_id, run, window, worker))
+
+
 def _page(
     request: Request, user_id: int, run: str, worker: str | None, offset: int, limit: int
 ) -> JSONBytes:
     # Called inline from ``async`` routes on purpose: the work is a few indexed reads of well
     # under a millisecond, cheaper than a hop to the thread pool, and the rows are spliced into
     # the reply as stored text, never decoded (DESIGN §2).
-    svc = services(request)
-    window = Window.from_query(offset, limit, svc.settings.offset_mode)
-    page = svc.results.page(user_id, run, window, worker)
-    return JSONBytes(
-        b"".join(
-            (
-                b'{"code":0,"message":"success","data":{"count":',
-                str(page.count).encode(),
-                b',"headers":',
-                page.headers_json.encode(),
-                b',"list":[',
-                ",".join(page.rows).encode(),
-                b'],"page_index":',
-                str(page.page_index).encode(),
-                b',"page_size":',
-                str(page.page_size).encode(),
-                b'},"request_id":',
-                orjson.dumps(request_id(request)),
-                b"}",
-            )
-        )
-    )
+    return envelope_bytes(request, result_page(request, user_id, run, worker, offset, limit))
 
 
 @dataclass(frozen=True)

@@ -1,25 +1,226 @@
-"""``GET /worker-runs/{runId}`` — the run record a client checks before exporting."""
+"""Runs (spec §3): start, list, detail, log, abort and rerun — each ``last`` form included."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import anyio.to_thread
+import orjson
+from fastapi import APIRouter, Body, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from runyard.api.auth import caller, services
 from runyard.api.envelope import JSONBytes, ok
-from runyard.api.schemas import RunRecord, responses
+from runyard.api.routes.results import RunId, WorkerId, envelope_bytes, result_page
+from runyard.api.schemas import (
+    Empty,
+    RunList,
+    RunLog,
+    RunRecord,
+    RunStarted,
+    SyncRun,
+    responses,
+)
+from runyard.services import Window
+from runyard.services.runs import LAST
 
 router = APIRouter(tags=["runs"])
+UserId = Annotated[int, Depends(caller)]
+#: How often a synchronous start looks at its run.
+SYNC_POLL_SECONDS = 0.25
+
+
+class RunWindow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    callback_url: str | None = Field(None, description="POSTed after each status change (§5)")
+    is_async: bool = Field(True, description="false: wait for the run (capped, default 300 s)")
+    limit: int = Field(20, ge=1, description="Result window of a synchronous reply (max 100)")
+    offset: int = Field(0, ge=0, description="Result window of a synchronous reply")
+
+
+class StartRun(RunWindow):
+    input: dict[str, Any] = Field(
+        default_factory=dict,
+        description='{"parameters": {"custom": {...worker fields...}, "system": {...}}}',
+    )
+    version: str | None = Field(None, description="A registered version, or `latest`")
+
+
+async def _reply(request: Request, user_id: int, run_id: int, slug: str, body: RunWindow) -> Any:
+    if body.is_async:
+        return ok(request, {"run_slug": slug})
+    svc = services(request)
+    Window.from_query(body.offset, body.limit, svc.settings.offset_mode)  # validate before waiting
+    deadline = time.monotonic() + svc.settings.sync_wait_seconds
+    while True:
+        finished, status = await anyio.to_thread.run_sync(svc.launcher.outcome, run_id)
+        if finished or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(SYNC_POLL_SECONDS)
+    page = await anyio.to_thread.run_sync(
+        result_page, request, user_id, slug, None, body.offset, body.limit
+    )
+    head = orjson.dumps({"run_slug": slug, **status, "is_finished": finished})
+    return envelope_bytes(request, head[:-1] + b',"results":' + page + b"}")
+
+
+@router.post(
+    "/workers/{workerId}/runs",
+    summary="Start a worker run",
+    response_class=JSONBytes,
+    responses=responses(RunStarted | SyncRun, 401, 404, 422),  # type: ignore[arg-type]
+)
+async def start_run(
+    request: Request, workerId: WorkerId, user_id: UserId, body: StartRun
+) -> Any:
+    svc = services(request)
+    run_id, slug = await anyio.to_thread.run_sync(
+        lambda: svc.launcher.start(
+            user_id,
+            workerId,
+            input=body.input,
+            version=body.version,
+            callback_url=body.callback_url,
+        )
+    )
+    return await _reply(request, user_id, run_id, slug, body)
 
 
 @router.get(
-    "/worker-runs/{runId}",
-    summary="Get worker run",
+    "/worker-runs",
+    summary="List worker runs",
     response_class=JSONBytes,
-    responses=responses(RunRecord, 401, 404),
+    responses=responses(RunList, 401, 422),
 )
-def get_run(
+def list_runs(
     request: Request,
-    runId: str,
-    user_id: int = Depends(caller),
+    user_id: UserId,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, description="capped at 100")] = 20,
+    worker_id: Annotated[str | None, Query(description="slug or owner~slug")] = None,
+    status: Annotated[str | None, Query()] = None,
+    start_time: Annotated[int | None, Query(ge=0, description="unix seconds, inclusive")] = None,
+    end_time: Annotated[int | None, Query(ge=0, description="unix seconds, inclusive")] = None,
 ) -> JSONBytes:
-    return ok(request, services(request).runs.get(user_id, runId))
+    svc = services(request)
+    window = Window.from_query(offset, limit, svc.settings.offset_mode)
+    count, records = svc.runs.list_runs(
+        user_id,
+        offset=window.start,
+        limit=window.size,
+        worker_id=worker_id,
+        status=status,
+        start_time=start_time,
+        end_time=end_time,
+    )
+    return ok(
+        request,
+        {
+            "count": count,
+            "list": records,
+            "page_index": window.page_index,
+            "page_size": window.size,
+        },
+    )
+
+
+# --- the forms of one operation: by run id (``last`` included), newest overall, newest of a
+# worker. Each operation is registered on all three paths by ``_three``.
+
+RUN_PATHS = ("/worker-runs/{runId}", "/workers/{workerId}/runs/last")
+
+
+def _run_detail(request: Request, user_id: int, run: str, worker: str | None) -> JSONBytes:
+    return ok(request, services(request).runs.get(user_id, run, worker))
+
+
+def _run_log(request: Request, user_id: int, run: str, worker: str | None) -> JSONBytes:
+    svc = services(request)
+    return ok(request, svc.logs.view(user_id, run, worker, _base_url(request)))
+
+
+def _abort(request: Request, user_id: int, run: str, worker: str | None) -> JSONBytes:
+    services(request).launcher.abort(user_id, run, worker)
+    return ok(request, {})
+
+
+def _base_url(request: Request) -> str:
+    return services(request).settings.public_url or str(request.base_url)
+
+
+Handler = Callable[[Request, int, str, str | None], JSONBytes]
+
+
+def _three(suffix: str, method: str, handler: Handler, summary: str, model: type) -> None:
+    """Register ``handler`` on ``/worker-runs/{runId}``, and ``/workers/{workerId}/runs/last``.
+
+    ``/worker-runs/last...`` is the first form with ``runId=last``.
+    """
+
+    def by_run(request: Request, runId: RunId, user_id: UserId) -> JSONBytes:
+        return handler(request, user_id, runId, None)
+
+    def by_worker(request: Request, workerId: WorkerId, user_id: UserId) -> JSONBytes:
+        return handler(request, user_id, LAST, workerId)
+
+    statuses = (401, 404, 409) if method == "POST" else (401, 404)
+    for path, endpoint, what in (
+        (RUN_PATHS[0], by_run, summary),
+        (RUN_PATHS[1], by_worker, f"{summary} (your newest run of a worker)"),
+    ):
+        router.add_api_route(
+            path + suffix,
+            endpoint,
+            methods=[method],
+            summary=what,
+            response_class=JSONBytes,
+            responses=responses(model, *statuses),
+            name=f"{summary} {path}",
+        )
+
+
+_three("", "GET", _run_detail, "Get worker run", RunRecord)
+_three("/log", "GET", _run_log, "Get worker run log", RunLog)
+_three("/abort", "POST", _abort, "Abort worker run", Empty)
+
+
+# Rerun takes an optional body, so it is declared apart from ``_three``.
+RerunBody = Annotated[RunWindow | None, Body()]
+
+
+async def _rerun(
+    request: Request, user_id: int, run: str, worker: str | None, body: RunWindow | None
+) -> Any:
+    body = body or RunWindow()
+    svc = services(request)
+    run_id, slug = await anyio.to_thread.run_sync(
+        lambda: svc.launcher.rerun(user_id, run, worker, callback_url=body.callback_url)
+    )
+    return await _reply(request, user_id, run_id, slug, body)
+
+
+RERUN = {
+    "response_class": JSONBytes,
+    "responses": responses(RunStarted | SyncRun, 401, 404, 422),  # type: ignore[arg-type]
+}
+
+
+@router.post("/worker-runs/{runId}/rerun", summary="Rerun a worker run", **RERUN)  # type: ignore[arg-type]
+async def rerun(request: Request, runId: RunId, user_id: UserId, body: RerunBody = None) -> Any:
+    return await _rerun(request, user_id, runId, None, body)
+
+
+@router.post(
+    "/workers/{workerId}/runs/last/rerun",
+    summary="Rerun your newest run of a worker",
+    **RERUN,  # type: ignore[arg-type]
+)
+async def rerun_worker_last(
+    request: Request, workerId: WorkerId, user_id: UserId, body: RerunBody = None
+) -> Any:
+    return await _rerun(request, user_id, LAST, workerId, body)
+

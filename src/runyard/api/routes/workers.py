@@ -1,0 +1,121 @@
+"""Workers (spec §4): list, detail, input schema, and uploading a new version (Ext)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+
+from runyard.api.auth import caller, optional_caller, services
+from runyard.api.envelope import JSONBytes, ok
+from runyard.api.routes.results import WorkerId
+from runyard.api.schemas import InputSchema, VersionRegistered, WorkerDetail, WorkerList, responses
+from runyard.services import InvalidInput, Window
+from runyard.services.packages import MAX_ZIP_BYTES, extract_zip, load_package
+
+router = APIRouter(tags=["workers"])
+UserId = Annotated[int, Depends(caller)]
+
+
+@router.get(
+    "/workers",
+    summary="List your workers",
+    response_class=JSONBytes,
+    responses=responses(WorkerList, 401, 422),
+)
+def list_workers(
+    request: Request,
+    user_id: UserId,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, description="capped at 100")] = 20,
+    keyword: Annotated[str | None, Query(description="matches title, slug or path")] = None,
+) -> JSONBytes:
+    svc = services(request)
+    window = Window.from_query(offset, limit, svc.settings.offset_mode)
+    count, workers = svc.workers.list_workers(
+        user_id, offset=window.start, limit=window.size, keyword=keyword
+    )
+    return ok(
+        request,
+        {
+            "scraper": workers,
+            "count": count,
+            "page_index": window.page_index,
+            "page_size": window.size,
+        },
+    )
+
+
+@router.get(
+    "/workers/{workerId}",
+    summary="Get worker",
+    response_class=JSONBytes,
+    responses=responses(WorkerDetail, 401, 404),
+)
+def get_worker(request: Request, workerId: WorkerId, user_id: UserId) -> JSONBytes:
+    return ok(request, services(request).workers.detail(user_id, workerId))
+
+
+@router.get(
+    "/workers/{workerId}/input-schema",
+    summary="Get worker input schema (public)",
+    response_class=JSONBytes,
+    responses=responses(InputSchema, 404),
+)
+def get_input_schema(
+    request: Request,
+    workerId: WorkerId,
+    user_id: Annotated[int | None, Depends(optional_caller)],
+) -> JSONBytes:
+    schema = services(request).workers.input_schema(user_id, workerId)
+    return ok(request, {"input_schema": schema})
+
+
+@router.post(
+    "/workers/{workerId}/versions",
+    summary="Upload a new worker version (ZIP)",
+    response_class=JSONBytes,
+    responses=responses(VersionRegistered, 401, 404, 422),
+)
+async def upload_version(
+    request: Request,
+    workerId: WorkerId,
+    user_id: UserId,
+    scraper_file: Annotated[UploadFile, File(description="The worker directory as a ZIP")],
+    title: Annotated[str | None, Form()] = None,
+    description: Annotated[str | None, Form()] = None,
+    version: Annotated[str | None, Form(description="Default: worker.json, else next")] = None,
+) -> JSONBytes:
+    svc = services(request)
+    owner, sep, slug = workerId.rpartition("~")
+    if sep:
+        # Another user's path is a worker the caller cannot publish to: 404, as if missing.
+        svc.workers.require_self(user_id, owner)
+
+    def register() -> dict[str, str]:
+        with tempfile.TemporaryDirectory(dir=svc.settings.data_dir) as tmp:
+            upload = Path(tmp) / "upload.zip"
+            with open(upload, "wb") as out:
+                size = 0
+                while chunk := scraper_file.file.read(1 << 20):
+                    size += len(chunk)
+                    if size > MAX_ZIP_BYTES:
+                        raise InvalidInput(
+                            f"scraper_file is larger than {MAX_ZIP_BYTES // 2**20} MB"
+                        )
+                    out.write(chunk)
+            root = extract_zip(upload, Path(tmp) / "package")
+            done = svc.workers.register(
+                user_id,
+                load_package(root),
+                slug=slug,
+                version=version,
+                title=title,
+                description=description,
+            )
+        return {"slug": done.slug, "version": done.version}
+
+    return ok(request, await anyio.to_thread.run_sync(register))

@@ -1,0 +1,1 @@
+"""Running workers: one OS process per run, its interpreter, its channel and its limits."""

@@ -1,0 +1,107 @@
+"""The embedded executor: runs execute as child processes of ``runyard serve``."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+
+from runyard.execution.process import RunContext, RunProcess, is_run_process, kill_group
+
+log = logging.getLogger("runyard.execution")
+
+#: A dispatcher that missed a wake-up (another server made the run) still looks this often.
+POLL_SECONDS = 1.0
+
+
+class LocalExecutor:
+    """At most ``max_concurrent`` runs at once; the rest wait as ``ready``, oldest first."""
+
+    def __init__(self, ctx: RunContext, *, max_concurrent: int, name: str) -> None:
+        self.ctx = ctx
+        self.max_concurrent = max_concurrent
+        self.name = name
+        self._active: dict[int, RunProcess] = {}
+        self._threads: dict[int, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._dispatcher: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.recover()
+        self._dispatcher = threading.Thread(
+            target=self._dispatch, name="runyard-dispatcher", daemon=True
+        )
+        self._dispatcher.start()
+
+    def recover(self) -> int:
+        """Fail the runs a dead life of this executor left ``running``; their rows stay."""
+        orphans = self.ctx.runs.owned_by(self.name, ("running", "aborting"))
+        for run in orphans:
+            if run.pid is not None and is_run_process(run.pid, run.slug):
+                kill_group(run.pid)
+            err = "aborted by user" if run.status == "aborting" else "server restarted"
+            self.ctx.runs.transition(
+                run.id, "failed", only_from=("running", "aborting"), err_msg=err
+            )
+            shutil.rmtree(self.ctx.settings.runs_dir / run.slug, ignore_errors=True)
+            log.warning("run %s was left %s by a previous server: failed", run.slug, run.status)
+        return len(orphans)
+
+    def submit(self, run_id: int) -> None:
+        self._wake.set()
+
+    def abort(self, run_id: int) -> None:
+        with self._lock:
+            proc = self._active.get(run_id)
+        if proc is not None:
+            proc.abort()
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._dispatcher is not None:
+            self._dispatcher.join(10)
+        with self._lock:
+            procs = list(self._active.values())
+            threads = list(self._threads.values())
+        for proc in procs:
+            proc.abort("server stopped")
+        for thread in threads:
+            thread.join(30)
+
+    def _dispatch(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                self._fill_slots()
+            except Exception:
+                log.exception("starting runs failed")
+            self._wake.wait(POLL_SECONDS)
+
+    def _fill_slots(self) -> None:
+        while not self._stopping.is_set():
+            with self._lock:
+                if len(self._active) >= self.max_concurrent:
+                    return
+            run_id = self.ctx.runs.claim_next(self.name)
+            if run_id is None:
+                return
+            proc = RunProcess(self.ctx, run_id)
+            thread = threading.Thread(
+                target=self._execute, args=(proc,), name=f"runyard-run-{run_id}", daemon=True
+            )
+            with self._lock:
+                self._active[run_id] = proc
+                self._threads[run_id] = thread
+            thread.start()
+
+    def _execute(self, proc: RunProcess) -> None:
+        try:
+            proc.execute()
+        finally:
+            with self._lock:
+                self._active.pop(proc.run_id, None)
+                self._threads.pop(proc.run_id, None)
+            self._wake.set()

@@ -1,0 +1,340 @@
+"""One run, one OS process: spawn it, pump its channel and output, enforce its limits.
+
+The same code executes a run whatever started it (the local executor's thread now, a Celery
+task in the scale-out mode), and it holds everything that decides a run's outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import selectors
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import orjson
+from sqlalchemy import select
+
+import runyard.runtime
+from runyard.services.ingest import RowIngestor
+from runyard.services.runlog import ERROR, INFO, WARN, LogWriter, RunLogs
+from runyard.services.runs import Runs
+from runyard.settings import Settings
+from runyard.storage import Database, Run, RowStore, WorkerVersion
+
+log = logging.getLogger("runyard.execution")
+
+BOOTSTRAP = Path(runyard.runtime.__file__).with_name("bootstrap.py")
+#: Rows become visible at least this often while a worker keeps pushing.
+FLUSH_SECONDS = 0.2
+#: How often a run checks the database for an abort asked through another server.
+ABORT_POLL_SECONDS = 1.0
+#: After the worker's main process ends, how long its leftovers may keep the pipes open.
+EXIT_GRACE_SECONDS = 2.0
+_READ = 1 << 20
+#: Channel tags (docs/workers.md).
+_ROW, _UPSERT, _HEADERS, _LOG = b"R", b"U", b"H", b"L"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What executing a run needs from the server."""
+
+    settings: Settings
+    db: Database
+    rows: RowStore
+    runs: Runs
+    logs: RunLogs
+
+
+def _environment(run: Run, scratch: Path, input_path: Path, channel_fd: int) -> dict[str, str]:
+    # Built from nothing: the worker never sees the server's secrets or database URL.
+    return {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "HOME": str(scratch),
+        "TMPDIR": str(scratch / "tmp"),
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "RUNYARD_CHANNEL_FD": str(channel_fd),
+        "RUNYARD_INPUT": str(input_path),
+        "RUNYARD_RUN_ID": run.slug,
+    }
+
+
+def kill_group(pid: int) -> None:
+    """Kill a run's whole process group (its session, which the child leads)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def is_run_process(pid: int, run_slug: str) -> bool:
+    """Whether ``pid`` is still the run's own process (not a recycled pid)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"RUNYARD_RUN_ID={run_slug}".encode() in environ.split(b"\0")
+
+
+class RunProcess:
+    """Executes one claimed (``running``) run to its end; ``abort`` may come from any thread."""
+
+    def __init__(self, ctx: RunContext, run_id: int) -> None:
+        self.ctx = ctx
+        self.run_id = run_id
+        self._abort = threading.Event()
+        self._abort_why = "aborted by user"
+        self.pid: int | None = None
+        self.rejected = 0
+        self._last_stderr = ""
+
+    def abort(self, why: str = "aborted by user") -> None:
+        self._abort_why = why
+        self._abort.set()
+
+    def execute(self) -> None:
+        ctx = self.ctx
+        with ctx.db.session() as s:
+            run = s.get(Run, self.run_id)
+            version = s.scalar(
+                select(WorkerVersion).where(
+                    WorkerVersion.worker_id == (run.worker_id if run else -1),
+                    WorkerVersion.version == (run.version if run else ""),
+                )
+            )
+        if run is None:
+            return
+        logs = ctx.logs.writer(self.run_id, ctx.settings.run_log_max_lines)
+        scratch = ctx.settings.runs_dir / run.slug
+        try:
+            if version is None:
+                self._finish(logs, "failed", f"version {run.version} of the worker is gone")
+                return
+            self._execute(run, version, scratch, logs)
+        except Exception as exc:
+            log.exception("run %s failed inside Runyard", run.slug)
+            if self.pid is not None:
+                kill_group(self.pid)
+            self._finish(logs, "failed", f"internal error: {type(exc).__name__}")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _execute(self, run: Run, version: WorkerVersion, scratch: Path, logs: LogWriter) -> None:
+        settings = self.ctx.settings
+        shutil.rmtree(scratch, ignore_errors=True)
+        work = scratch / "work"
+        shutil.copytree(version.path, work)
+        (scratch / "tmp").mkdir()
+        input_path = scratch / "input.json"
+        input_path.write_text(run.input, encoding="utf-8")
+        system = orjson.loads(run.system)
+        timeout = int(system.get("execute_limit_time_seconds") or settings.run_timeout_seconds)
+        memory_mb = system.get("memory")
+
+        read_fd, write_fd = os.pipe()
+        try:
+            proc = subprocess.Popen(
+                [version.python, str(BOOTSTRAP), "main.py"],
+                cwd=work,
+                env=_environment(run, scratch, input_path, write_fd),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(write_fd,),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            os.close(read_fd)
+            self._finish(logs, "failed", f"could not start the worker: {exc}")
+            return
+        finally:
+            os.close(write_fd)
+        self.pid = proc.pid
+        self.ctx.runs.set_pid(self.run_id, proc.pid)
+        if memory_mb:
+            limit = int(memory_mb) * 1024 * 1024
+            try:
+                resource.prlimit(proc.pid, resource.RLIMIT_AS, (limit, limit))
+            except (ProcessLookupError, PermissionError):
+                pass
+        logs.write(INFO, f"started {run.slug}: version {run.version}, pid {proc.pid}")
+
+        ingest = RowIngestor(self.ctx.db, self.ctx.rows, self.run_id)
+        reason = self._pump(proc, read_fd, ingest, logs, time.monotonic() + timeout)
+        ingest.flush()
+        if self.rejected:
+            logs.write(WARN, f"{self.rejected} rows were rejected (see the errors above)")
+        code = proc.wait()
+
+        if self.ctx.runs.status(self.run_id) == "aborting":
+            self._finish(logs, "failed", "aborted by user")
+        elif reason == "abort":
+            self._finish(logs, "failed", self._abort_why)
+        elif reason == "timeout":
+            self._finish(logs, "failed", f"timed out after {timeout} s")
+        elif code == 0:
+            self._finish(logs, "succeeded", None, ingest.count)
+        else:
+            self._finish(logs, "failed", self._exit_message(code, memory_mb))
+
+    def _exit_message(self, code: int, memory_mb: int | None) -> str:
+        if code < 0:
+            message = f"worker was killed by {signal.Signals(-code).name}"
+        else:
+            message = f"worker exited with code {code}"
+        if memory_mb and "MemoryError" in self._last_stderr:
+            return f"worker ran out of memory (limit {memory_mb} MB)"
+        if self._last_stderr:
+            message += f": {self._last_stderr[:500]}"
+        return message
+
+    def _finish(
+        self, logs: LogWriter, status: str, err_msg: str | None, results: int | None = None
+    ) -> None:
+        if err_msg:
+            logs.write(ERROR, f"run failed: {err_msg}")
+        else:
+            logs.write(INFO, f"run succeeded with {results} results")
+        logs.close()
+        self.ctx.runs.transition(
+            self.run_id, status, only_from=("running", "aborting"), err_msg=err_msg
+        )
+
+    def _pump(
+        self,
+        proc: subprocess.Popen[bytes],
+        channel_fd: int,
+        ingest: RowIngestor,
+        logs: LogWriter,
+        deadline: float,
+    ) -> str | None:
+        """Read until every stream is closed; the reason the run was cut short, if it was."""
+        assert proc.stdout is not None and proc.stderr is not None
+        sel = selectors.DefaultSelector()
+        channel = os.fdopen(channel_fd, "rb", buffering=0)
+        streams: dict[int, tuple[str, IO[bytes]]] = {
+            channel.fileno(): ("channel", channel),
+            proc.stdout.fileno(): ("stdout", proc.stdout),
+            proc.stderr.fileno(): ("stderr", proc.stderr),
+        }
+        partial: dict[str, bytes] = {}
+        for name, stream in streams.values():
+            sel.register(stream, selectors.EVENT_READ, name)
+            partial[name] = b""
+        reason: str | None = None
+        last_flush = last_poll = time.monotonic()
+        exited_at: float | None = None
+        try:
+            while sel.get_map():
+                for key, _ in sel.select(timeout=FLUSH_SECONDS):
+                    name = key.data
+                    data = os.read(key.fd, _READ)
+                    if not data:
+                        sel.unregister(key.fileobj)
+                        if partial[name]:
+                            self._lines(name, [partial[name]], ingest, logs)
+                        continue
+                    lines = (partial[name] + data).split(b"\n")
+                    partial[name] = lines.pop()
+                    self._lines(name, lines, ingest, logs)
+                now = time.monotonic()
+                if now - last_flush >= FLUSH_SECONDS:
+                    ingest.flush()
+                    logs.flush()
+                    last_flush = now
+                if reason is None:
+                    if now >= deadline:
+                        reason = "timeout"
+                    elif self._abort.is_set():
+                        reason = "abort"
+                    elif now - last_poll >= ABORT_POLL_SECONDS:
+                        last_poll = now
+                        if self.ctx.runs.status(self.run_id) == "aborting":
+                            reason = "abort"
+                    if reason is not None:
+                        kill_group(proc.pid)
+                if exited_at is None and proc.poll() is not None:
+                    exited_at = now
+                if exited_at is not None and now - exited_at > EXIT_GRACE_SECONDS:
+                    # A left-behind grandchild holds the pipes open: the run is over anyway.
+                    kill_group(proc.pid)
+                    break
+        finally:
+            sel.close()
+            channel.close()
+        return reason
+
+    def _lines(self, name: str, lines: list[bytes], ingest: RowIngestor, logs: LogWriter) -> None:
+        if name == "channel":
+            for line in lines:
+                try:
+                    self._message(line, ingest, logs)
+                except (ValueError, TypeError, AttributeError) as exc:
+                    # The channel is written by the worker: a garbled message is its error.
+                    logs.write(ERROR, f"malformed message ignored: {exc}: {line[:80]!r}")
+            return
+        level = ERROR if name == "stderr" else INFO
+        for line in lines:
+            text = line.decode("utf-8", "replace").rstrip("\r")
+            if name == "stderr" and text.strip():
+                self._last_stderr = text.strip()
+            logs.write(level, text)
+
+    def _message(self, line: bytes, ingest: RowIngestor, logs: LogWriter) -> None:
+        tag, body = line[:1], line[2:]
+        if tag == _ROW:
+            row = self._row(body, logs)
+            if row is not None:
+                ingest.add(body.decode(), row)
+        elif tag == _UPSERT:
+            try:
+                message = orjson.loads(body)
+                key, text = message["key"], orjson.dumps(message["row"])
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                self._reject(logs, "an upsert must be {\"key\": ..., \"row\": {...}}")
+                return
+            row = self._row(text, logs)
+            if row is not None and isinstance(key, str):
+                ingest.upsert(text.decode(), row, key)
+        elif tag == _HEADERS:
+            headers = orjson.loads(body)
+            if isinstance(headers, list) and all(
+                isinstance(h, dict) and isinstance(h.get("key"), str) for h in headers
+            ):
+                ingest.set_headers(headers)
+            else:
+                logs.write(ERROR, "table headers ignored: expected a list of {key, label}")
+        elif tag == _LOG:
+            message = orjson.loads(body)
+            logs.write(int(message.get("level", INFO)), str(message.get("msg", "")))
+        elif line:
+            logs.write(ERROR, f"unknown message on the channel: {line[:80]!r}")
+
+    def _row(self, text: bytes, logs: LogWriter) -> dict[str, object] | None:
+        limit = self.ctx.settings.max_row_bytes
+        if len(text) > limit:
+            self._reject(logs, f"row of {len(text)} bytes exceeds the {limit}-byte row limit")
+            return None
+        try:
+            row = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            self._reject(logs, f"row is not valid JSON ({exc})")
+            return None
+        if not isinstance(row, dict):
+            self._reject(logs, f"a row must be a JSON object, not {type(row).__name__}")
+            return None
+        return row
+
+    def _reject(self, logs: LogWriter, why: str) -> None:
+        self.rejected += 1
+        logs.write(ERROR, f"row rejected (#{self.rejected} in this run): {why}")

@@ -1,0 +1,106 @@
+"""Start a worker: ``<python> <this file> main.py``, with the package copy as the cwd.
+
+Runs under the worker's interpreter, which may be a bare virtualenv without Runyard, so it loads
+its sibling modules by path instead of importing a ``runyard`` package, and never adds the
+server's directories to ``sys.path`` (a worker's own pinned packages must win). Then:
+
+- ``sdk`` is CoreClaw's shim, registered before the worker runs, so ``from sdk import CoreSDK``
+  gets it even when the worker ships CoreClaw's own ``sdk.py`` (a gRPC client, never imported);
+- ``runyard.sdk`` is Runyard's SDK, under a stand-in ``runyard`` package when none is installed;
+- the worker's directory comes first on ``sys.path``, as if it had been started as
+  ``python main.py``, and ``main.py`` runs as ``__main__``;
+- whatever way it ends, the channel is flushed first and the exit status is the worker's:
+  ``sys.exit(n)`` keeps ``n``, an uncaught exception prints its traceback to stderr and exits 1.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import runpy
+import sys
+import types
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load(name: str, filename: str) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, filename))
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {filename} from {HERE}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _same_dir(entry: str, directory: str) -> bool:
+    try:
+        return os.path.realpath(entry or os.curdir) == os.path.realpath(directory)
+    except (OSError, ValueError):
+        return False
+
+
+def _runyard_package() -> types.ModuleType:
+    """The ``runyard`` package the worker would import, or a stand-in when there is none."""
+    try:
+        found = importlib.util.find_spec("runyard") is not None
+    except (ImportError, ValueError):
+        found = False
+    if found:
+        try:
+            import runyard
+
+            return runyard
+        except Exception:  # noqa: S110 - a broken install must not stop the run
+            pass
+    package = types.ModuleType("runyard", "Stand-in for Runyard's package inside a worker.")
+    # A package with no directory: ``import runyard.x`` then fails as "No module named".
+    package.__path__ = []
+    package.__spec__ = importlib.machinery.ModuleSpec("runyard", None, is_package=True)
+    sys.modules["runyard"] = package
+    return package
+
+
+def _worker_traceback(exc: BaseException) -> types.TracebackType | None:
+    # Drop this file's and runpy's frames: the worker's author did not write them.
+    # Compared by globals, not file name: runpy is a frozen module ("<frozen runpy>") on 3.11+.
+    own = (globals(), vars(runpy))
+    tb = exc.__traceback__
+    while tb is not None and any(tb.tb_frame.f_globals is g for g in own):
+        tb = tb.tb_next
+    return tb if tb is not None else exc.__traceback__
+
+
+def main() -> None:
+    if len(sys.argv) < 2:
+        sys.stderr.write("usage: bootstrap.py main.py [args...]\n")
+        sys.exit(2)
+    worker_dir = os.getcwd()
+    sys.path[:] = [entry for entry in sys.path if not _same_dir(entry, HERE)]
+    sys.path.insert(0, worker_dir)
+
+    channel = _load("runyard.runtime.channel", "channel.py")
+    sys.modules["sdk"] = _load("runyard.runtime.coreclaw", "coreclaw.py")
+    runyard_sdk = _load("runyard.runtime.sdk", "sdk.py")
+    sys.modules["runyard.sdk"] = runyard_sdk
+    _runyard_package().sdk = runyard_sdk  # type: ignore[attr-defined]
+
+    sys.argv = sys.argv[1:]
+    path = os.path.abspath(sys.argv[0])
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except Exception as exc:
+        # The default hook prints the exception's own traceback, not the one it is given.
+        exc.__traceback__ = _worker_traceback(exc)
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+        channel.flush()
+        sys.exit(1)
+    finally:
+        # Rows pushed by threads still running are sent by the channel's atexit hook.
+        channel.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Starting, aborting and rerunning runs: the use cases between the API and an executor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from runyard.execution.base import Executor
+from runyard.services.callbacks import check_callback_url, status_payload
+from runyard.services.errors import WrongState
+from runyard.services.inputs import validate_run_input
+from runyard.services.runs import FINISHED, Runs
+from runyard.services.workers import Workers
+from runyard.settings import Settings
+from runyard.storage import Run
+
+ABORTED = "aborted by user"
+
+
+class Launcher:
+    def __init__(
+        self, settings: Settings, runs: Runs, workers: Workers, executor: Executor
+    ) -> None:
+        self.settings = settings
+        self.runs = runs
+        self.workers = workers
+        self.executor = executor
+
+    def _check_callback(self, url: str | None) -> None:
+        if url is not None:
+            check_callback_url(url, allow_private=self.settings.callback_allow_private)
+
+    def start(
+        self,
+        user_id: int,
+        worker_id: str,
+        *,
+        input: dict[str, Any] | None,
+        version: str | None = None,
+        callback_url: str | None = None,
+        origin: str = "openapi",
+    ) -> tuple[int, str]:
+        """Validate and queue a run of ``worker_id``; ``(run id, run slug)``."""
+        found = self.workers.version(user_id, worker_id, version)
+        run_input = validate_run_input(
+            input,
+            orjson.loads(found.input_schema),
+            default_timeout=self.settings.run_timeout_seconds,
+        )
+        self._check_callback(callback_url)
+        return self._queue(
+            user_id,
+            found.worker_id,
+            found.version,
+            orjson.dumps(run_input.custom).decode(),
+            orjson.dumps(run_input.system).decode(),
+            callback_url,
+            origin,
+        )
+
+    def rerun(
+        self,
+        user_id: int,
+        run_slug: str,
+        worker_id: str | None = None,
+        *,
+        callback_url: str | None = None,
+        origin: str = "openapi",
+    ) -> tuple[int, str]:
+        """A new run of the same worker, version and input as the named one."""
+        run, worker = self.runs.find(user_id, run_slug, worker_id)
+        self.workers.version_of(worker, run.version)  # refused if no longer registered
+        self._check_callback(callback_url)
+        return self._queue(
+            user_id, run.worker_id, run.version, run.input, run.system, callback_url, origin
+        )
+
+    def _queue(
+        self,
+        user_id: int,
+        worker_id: int,
+        version: str,
+        input: str,
+        system: str,
+        callback_url: str | None,
+        origin: str,
+    ) -> tuple[int, str]:
+        run_id, slug = self.runs.create(
+            user_id,
+            worker_id,
+            version=version,
+            origin=origin,
+            status="ready",
+            input=input,
+            system=system,
+            callback_url=callback_url,
+        )
+        self.executor.submit(run_id)
+        return run_id, slug
+
+    def abort(self, user_id: int, run_slug: str, worker_id: str | None = None) -> None:
+        """``ready`` fails at once; ``running`` becomes ``aborting`` until its process is gone."""
+        run, _ = self.runs.find(user_id, run_slug, worker_id)
+        if self.runs.transition(run.id, "failed", only_from=("ready",), err_msg=ABORTED):
+            return
+        if self.runs.transition(run.id, "aborting", only_from=("running",)):
+            self.executor.abort(run.id)
+            return
+        if self.runs.status(run.id) != "aborting":
+            raise WrongState("the run has already finished")
+
+    def outcome(self, run_id: int) -> tuple[bool, dict[str, Any]]:
+        """Whether the run is over, and the status fields of a synchronous reply."""
+        with self.runs.db.session() as s:
+            run = s.get(Run, run_id)
+            assert run is not None
+        payload = status_payload(run)
+        payload.pop("result_count", None)
+        return run.status in FINISHED, payload

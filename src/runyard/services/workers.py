@@ -1,0 +1,267 @@
+"""Workers and their versions: registration, listing, detail and the version a run gets."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, case, func, or_, select
+
+from runyard.execution.venvs import VenvBuilder
+from runyard.services.errors import InvalidInput, NotFound, VersionNotFound
+from runyard.services.inputs import schema_properties, system_defaults
+from runyard.services.packages import Package
+from runyard.services.runs import WORKER_SLUG, worker_is
+from runyard.settings import Settings
+from runyard.storage import Database, User, Worker, WorkerVersion
+
+LATEST = "latest"
+FIRST_VERSION = "1.0.0"
+_NUMBERED = re.compile(r"^(.*?)(\d+)$")
+
+
+@dataclass(frozen=True)
+class WorkerSummary:
+    """An item of ``GET /workers`` (spec §4)."""
+
+    description: str
+    name: str
+    path: str
+    slug: str
+    title: str
+    username: str
+
+
+@dataclass(frozen=True)
+class WorkerDetail:
+    """``GET /workers/{workerId}`` (spec §4)."""
+
+    name: str
+    title: str
+    slug: str
+    username: str
+    version: str
+    readme: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Registered:
+    slug: str
+    version: str
+    python: str
+
+
+def next_version(latest: str | None) -> str:
+    """The version after ``latest`` when the package names none: its last number plus one."""
+    if latest is None:
+        return FIRST_VERSION
+    match = _NUMBERED.match(latest)
+    if match is None:
+        raise InvalidInput(
+            f"cannot number the version after {latest!r}: give one (worker.json or --version)"
+        )
+    return f"{match[1]}{int(match[2]) + 1}"
+
+
+def _summary(worker: Worker, username: str) -> WorkerSummary:
+    return WorkerSummary(
+        description=worker.description,
+        name=worker.slug,
+        path=f"{username}/{worker.slug}",
+        slug=worker.slug,
+        title=worker.title,
+        username=username,
+    )
+
+
+class Workers:
+    def __init__(self, db: Database, settings: Settings, venvs: VenvBuilder) -> None:
+        self.db = db
+        self.settings = settings
+        self.venvs = venvs
+
+    # --- registration ---------------------------------------------------------------------
+
+    def register(
+        self,
+        user_id: int,
+        package: Package,
+        *,
+        slug: str | None = None,
+        version: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> Registered:
+        """Register ``package`` as a new version of the caller's worker (made if new).
+
+        ``slug`` (the URL's worker) wins over ``worker.json``, which wins over the directory's
+        name; versions are immutable, so registering an existing one is refused.
+        """
+        if slug is not None and package.slug is not None and package.slug != slug:
+            raise InvalidInput(
+                f"worker.json names worker {package.slug!r}, but the upload is for {slug!r}"
+            )
+        slug = slug or package.slug or package.root.name
+        if not WORKER_SLUG.match(slug):
+            raise InvalidInput(
+                f"invalid worker slug {slug!r}: use 1-128 lowercase letters, digits, '.', '_' "
+                "or '-', starting with a letter or digit"
+            )
+        with self.db.session() as s:
+            worker = s.scalar(select(Worker).where(Worker.user_id == user_id, Worker.slug == slug))
+            latest = worker.latest_version if worker else None
+            version = version or package.version or next_version(latest)
+            if version == LATEST:
+                raise InvalidInput("'latest' is not a version name")
+            if worker is not None and s.scalar(
+                select(WorkerVersion.id).where(
+                    WorkerVersion.worker_id == worker.id, WorkerVersion.version == version
+                )
+            ):
+                raise InvalidInput(
+                    f"version {version} of {slug} already exists: versions are immutable, "
+                    "register a new one"
+                )
+        python = self.venvs.python_for(package.requirements, on_progress=on_progress)
+        path = self._keep_files(package.root, user_id, slug, version)
+        now = time.time()
+        with self.db.session() as s, s.begin():
+            worker = s.scalar(select(Worker).where(Worker.user_id == user_id, Worker.slug == slug))
+            if worker is None:
+                worker = Worker(user_id=user_id, slug=slug, created_at=now)
+                s.add(worker)
+            worker.title = title or package.title or worker.title or slug
+            worker.description = description or package.description or worker.description or ""
+            worker.public = package.public
+            worker.latest_version = version
+            s.flush()
+            s.add(
+                WorkerVersion(
+                    worker_id=worker.id,
+                    version=version,
+                    path=str(path),
+                    input_schema=orjson.dumps(package.input_schema).decode(),
+                    output_schema=orjson.dumps(package.output_schema).decode(),
+                    readme=package.readme,
+                    python=python,
+                    created_at=now,
+                )
+            )
+        return Registered(slug, version, python)
+
+    def _keep_files(self, root: Path, user_id: int, slug: str, version: str) -> Path:
+        """A private copy of the package, put in place whole (copy, then rename)."""
+        dest = self.settings.packages_dir / str(user_id) / slug / version
+        tmp = dest.with_name(f".{version}.{time.time_ns()}")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(dest, ignore_errors=True)  # left by a registration that died mid-way
+        shutil.copytree(root, tmp, ignore=shutil.ignore_patterns("__pycache__", ".git", ".venv"))
+        tmp.rename(dest)
+        return dest
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def _find(self, user_id: int | None, worker_id: str) -> tuple[Worker, str]:
+        """The worker ``worker_id`` names among the caller's own and the public ones.
+
+        The caller's own worker wins over another user's public one with the same slug.
+        """
+        visible: ColumnElement[bool] = Worker.public.is_(True)
+        if user_id is not None:
+            visible = or_(Worker.user_id == user_id, visible)
+        query = (
+            select(Worker, User.name)
+            .join(User, User.id == Worker.user_id)
+            .where(worker_is(worker_id), visible)
+            .order_by(case((Worker.user_id == (user_id or -1), 0), else_=1), Worker.id)
+            .limit(1)
+        )
+        with self.db.session() as s:
+            row = s.execute(query).first()
+        if row is None:
+            raise NotFound("worker not found")
+        return row[0], row[1]
+
+    def version(self, user_id: int, worker_id: str, version: str | None) -> WorkerVersion:
+        """The version a run of ``worker_id`` gets (``None`` or ``latest``: the newest)."""
+        worker, _ = self._find(user_id, worker_id)
+        return self.version_of(worker, version)
+
+    def version_of(self, worker: Worker, version: str | None) -> WorkerVersion:
+        name = worker.latest_version if version in (None, LATEST) else version
+        if name is None:
+            raise VersionNotFound(f"worker {worker.slug} has no registered version")
+        with self.db.session() as s:
+            found = s.scalar(
+                select(WorkerVersion).where(
+                    WorkerVersion.worker_id == worker.id, WorkerVersion.version == name
+                )
+            )
+        if found is None:
+            raise VersionNotFound(f"version {name} of worker {worker.slug} does not exist")
+        return found
+
+    def list_workers(
+        self, user_id: int, *, offset: int, limit: int, keyword: str | None = None
+    ) -> tuple[int, list[WorkerSummary]]:
+        """The caller's workers, newest first; ``keyword`` matches title, slug or path."""
+        user = select(User.name).where(User.id == user_id).scalar_subquery()
+        where: list[ColumnElement[bool]] = [Worker.user_id == user_id]
+        if keyword:
+            pattern = f"%{keyword.lower()}%"
+            where.append(
+                or_(
+                    func.lower(Worker.title).like(pattern),
+                    Worker.slug.like(pattern),
+                    func.lower(user + "/" + Worker.slug).like(pattern),
+                )
+            )
+        base = select(Worker, User.name).join(User, User.id == Worker.user_id).where(*where)
+        with self.db.session() as s:
+            count = s.scalar(select(func.count()).select_from(base.subquery())) or 0
+            rows = s.execute(
+                base.order_by(Worker.created_at.desc(), Worker.id.desc())
+                .offset(offset)
+                .limit(limit)
+            ).all()
+        return count, [_summary(worker, name) for worker, name in rows]
+
+    def detail(self, user_id: int, worker_id: str) -> WorkerDetail:
+        worker, username = self._find(user_id, worker_id)
+        version = self.version_of(worker, None) if worker.latest_version else None
+        schema = orjson.loads(version.input_schema) if version else {"properties": []}
+        return WorkerDetail(
+            name=worker.slug,
+            title=worker.title,
+            slug=worker.slug,
+            username=username,
+            version=version.version if version else "",
+            readme=version.readme if version else "",
+            parameters={
+                "custom": {"properties": schema_properties(schema)},
+                "system": system_defaults(self.settings.run_timeout_seconds),
+            },
+        )
+
+    def input_schema(self, user_id: int | None, worker_id: str) -> dict[str, Any]:
+        """The newest version's ``input_schema.json``; public workers need no key."""
+        worker, _ = self._find(user_id, worker_id)
+        if worker.latest_version is None:
+            return {"properties": []}
+        value: dict[str, Any] = orjson.loads(self.version_of(worker, None).input_schema)
+        return value
+
+    def require_self(self, user_id: int, username: str) -> None:
+        """``username`` must be the caller: publishing goes to one's own workers only."""
+        with self.db.session() as s:
+            name = s.scalar(select(User.name).where(User.id == user_id))
+        if name != username:
+            raise NotFound("worker not found")
