@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 import socket
-import threading
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -100,18 +100,25 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(Settings(data_dir=tmp_path_factory.mktemp("runyard")))
+def venvs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One virtualenv cache for the session: a worker's requirements are installed once."""
+    return tmp_path_factory.mktemp("venvs")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, venvs_dir: Path) -> Iterator[Server]:
+    srv = Server(Settings(data_dir=tmp_path_factory.mktemp("runyard"), venvs_dir=venvs_dir))
     yield srv
     srv.stop()
 
 
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+def make_server(tmp_path: Path, venvs_dir: Path) -> Iterator[Callable[..., Server]]:
     """For tests that need other settings than the shared server's."""
     started: list[Server] = []
 
     def make(**settings: Any) -> Server:
+        settings.setdefault("venvs_dir", venvs_dir)
         srv = Server(Settings(data_dir=tmp_path / f"srv{len(started)}", **settings))
         started.append(srv)
         return srv

@@ -291,3 +291,43 @@ def test_a_live_import_is_not_cleaned(data_dir: Path) -> None:
             assert _run_count(data_dir) == 1
     finally:
         svc.close()
+
+
+def _package(root: Path, **worker_json: object) -> Path:
+    root.mkdir()
+    (root / "main.py").write_text("from runyard import sdk\nsdk.push({'ok': True})\n")
+    (root / "input_schema.json").write_text('{"properties": []}')
+    (root / "output_schema.json").write_text("[]")
+    if worker_json:
+        (root / "worker.json").write_text(json.dumps(worker_json))
+    return root
+
+
+def test_workers_add_registers_numbered_versions(data_dir: Path, tmp_path: Path) -> None:
+    package = _package(tmp_path / "hello", title="Hello", description="Says hello")
+    code, out, err = cli(data_dir, "workers", "add", str(package), "--user", "alice")
+    assert code == 0, err
+    assert out.strip() == "hello 1.0.0"
+    assert cli(data_dir, "workers", "add", str(package), "--user", "alice")[1].strip() == (
+        "hello 1.0.1"
+    )
+    code, out, err = cli(
+        data_dir, "workers", "add", str(package), "--user", "alice", "--version", "1.0.1"
+    )
+    assert code == 1 and out == ""
+    assert err.strip().startswith("error: version 1.0.1 of hello already exists")
+    svc = Services(Settings(data_dir=data_dir))
+    try:
+        detail = svc.workers.detail(svc.accounts.user_id("alice"), "hello")
+    finally:
+        svc.close()
+    assert (detail.title, detail.version) == ("Hello", "1.0.1")
+
+
+def test_workers_add_names_every_problem_of_a_bad_package(data_dir: Path, tmp_path: Path) -> None:
+    package = tmp_path / "broken"
+    package.mkdir()
+    (package / "input_schema.json").write_text('{"properties": [{"name": "x", "type": "nope"}]}')
+    code, out, err = cli(data_dir, "workers", "add", str(package), "--user", "alice")
+    assert code == 1 and out == ""
+    assert "main.py" in err and "output_schema.json" in err and "input_schema.json" in err

@@ -18,9 +18,7 @@ def _rows(api: httpx.Client, run: str, limit: int = 100) -> list[dict[str, Any]]
 
 
 def _log(api: httpx.Client, run: str) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = api.get(f"/api/v2/worker-runs/{run}/log").json()["data"][
-        "list"
-    ]
+    entries: list[dict[str, Any]] = api.get(f"/api/v2/worker-runs/{run}/log").json()["data"]["list"]
     return entries
 
 
@@ -311,3 +309,20 @@ def test_a_synchronous_run_that_outlives_the_wait_goes_on(make_server: Any):
         assert data["execution_end_timestamp"] == 0
         record = wait_for(api, data["run_slug"])
         assert record["status"] == "succeeded" and record["results"] == 2
+
+
+def test_the_memory_limit_is_enforced(server: Server, user: User, api: httpx.Client):
+    worker = server.worker(
+        user,
+        """
+        from runyard import sdk
+        sdk.push({"before": "allocating"})
+        hog = bytearray(1024 * 1024 * 1024)
+        sdk.push({"after": len(hog)})
+        """,
+    )
+    run = start(api, worker, system={"memory": 256})
+    record = wait_for(api, run)
+    assert record["status"] == "failed"
+    assert record["err_msg"] == "worker ran out of memory (limit 256 MB)"
+    assert _rows(api, run) == [{"before": "allocating"}]

@@ -156,14 +156,20 @@ def test_null_means_not_given() -> None:
             ['parameters.custom.sections[1]: must be one of "reviews", "address"'],
         ),
         ({"sections": "reviews"}, ["parameters.custom.sections: must be a list"]),
-        ({"start_urls": [["https://a"]]}, ["parameters.custom.start_urls[0]: must be a string or an object"]),
+        (
+            {"start_urls": [["https://a"]]},
+            ["parameters.custom.start_urls[0]: must be a string or an object"],
+        ),
         (
             {"terms": ["a", {"string": "b"}]},
             ["parameters.custom.terms: must not mix strings and objects"],
         ),
         (
             {"profiles": [{"url": ""}, "https://c.example"]},
-            ["parameters.custom.profiles[0].url: is required", "parameters.custom.profiles[1]: must be an object"],
+            [
+                "parameters.custom.profiles[0].url: is required",
+                "parameters.custom.profiles[1]: must be an object",
+            ],
         ),
         ({"since": 20240101}, ["parameters.custom.since: must be a string"]),
         ({"cookies": "sid=x"}, ["parameters.custom.cookies: must be an object"]),
@@ -184,7 +190,8 @@ def test_all_problems_are_reported_together() -> None:
         "parameters.custom.max_pages: must be at least 1",
         "parameters.custom.headless: must be true or false",
         "parameters.custom.langauge: unknown field (the worker's fields: keyword, max_pages, "
-        "ratio, headless, language, category, sections, start_urls, terms, profiles, … (12 in all))",
+        "ratio, headless, language, category, sections, start_urls, terms, profiles, "
+        "… (12 in all))",
     ]
 
 
@@ -279,12 +286,14 @@ def test_an_empty_proxy_region_means_no_proxy() -> None:
         (
             {"execute_limit_time_seconds": 0},
             (),
-            "parameters.system.execute_limit_time_seconds: must be an integer of at least 1 (seconds)",
+            "parameters.system.execute_limit_time_seconds: "
+            "must be an integer of at least 1 (seconds)",
         ),
         (
             {"execute_limit_time_seconds": "60"},
             (),
-            "parameters.system.execute_limit_time_seconds: must be an integer of at least 1 (seconds)",
+            "parameters.system.execute_limit_time_seconds: "
+            "must be an integer of at least 1 (seconds)",
         ),
         ({"memory": 32}, (), "parameters.system.memory: must be an integer of at least 64 (MB)"),
         ({"memory": 512.5}, (), "parameters.system.memory: must be an integer of at least 64 (MB)"),

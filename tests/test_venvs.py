@@ -18,8 +18,12 @@ def _run(python: str, code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60)
 
 
-def test_a_venv_is_built_once_shared_and_sees_only_its_requirements(tmp_path: Path) -> None:
-    builder = VenvBuilder(tmp_path / "venvs")
+def test_a_venv_is_built_once_shared_and_sees_only_its_requirements(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A relative data directory (the default) still hands out a path usable from anywhere.
+    monkeypatch.chdir(tmp_path)
+    builder = VenvBuilder(Path("venvs"))
     logs: list[list[str]] = [[], []]
     pythons: list[str] = ["", ""]
 
@@ -38,6 +42,7 @@ def test_a_venv_is_built_once_shared_and_sees_only_its_requirements(tmp_path: Pa
     assert any("Successfully installed six-1.16.0" in line for line in builds[0])
 
     python = pythons[0]
+    assert Path(python).is_absolute()
     venv = Path(python).parent.parent
     assert venv.parent == tmp_path / "venvs"
     assert _run(python, "import six; print(six.__version__)").stdout.strip() == "1.16.0"
@@ -58,9 +63,9 @@ def test_a_venv_is_built_once_shared_and_sees_only_its_requirements(tmp_path: Pa
     assert same == python
     assert time.monotonic() - started < 1
     assert not any("creating virtualenv" in line for line in again)
-    assert sorted(p.name for p in (tmp_path / "venvs").iterdir() if not p.name.endswith(".lock")) == [
-        venv.name
-    ]
+    assert sorted(
+        p.name for p in (tmp_path / "venvs").iterdir() if not p.name.endswith(".lock")
+    ) == [venv.name]
 
 
 @pytest.mark.parametrize("requirements", [None, "", "  \n", "# nothing needed\n"])

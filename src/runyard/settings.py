@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     #: Arguments given to ``pip install`` when a worker's ``requirements.txt`` is installed
     #: (e.g. ``--index-url ...`` for a private mirror).
     pip_args: list[str] = []
+    #: Virtualenvs built from workers' ``requirements.txt``, one per distinct file, reused by
+    #: every version (and every server) pointing here; default ``data_dir/venvs``.
+    venvs_dir: Path | None = None
 
     # --- callbacks ---------------------------------------------------------------------------
     #: Allow callbacks to private, loopback and link-local addresses (refused by default).
@@ -80,9 +83,8 @@ class Settings(BaseSettings):
         return self.data_dir / "workers"
 
     @property
-    def venvs_dir(self) -> Path:
-        """Virtualenvs built from workers' ``requirements.txt``, shared by identical ones."""
-        return self.data_dir / "venvs"
+    def resolved_venvs_dir(self) -> Path:
+        return self.venvs_dir or self.data_dir / "venvs"
 
     @property
     def runs_dir(self) -> Path:

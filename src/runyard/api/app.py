@@ -57,8 +57,9 @@ def create_app(svc: Services) -> FastAPI:
     errors.install(app)
     document_security(
         app,
-        is_public=lambda path: path.startswith(API_PREFIX + "/files/")
-        or path.endswith("/input-schema"),
+        is_public=lambda path: (
+            path.startswith(API_PREFIX + "/files/") or path.endswith("/input-schema")
+        ),
     )
     app.add_middleware(RequestIdMiddleware)
     return app

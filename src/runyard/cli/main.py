@@ -179,7 +179,10 @@ def workers_add(
         user_id = svc.accounts.user_id(user)
         with err.status(f"registering {directory.name}…") as status:
             reg = svc.workers.register(
-                user_id, load_package(directory), slug=slug, version=version,
+                user_id,
+                load_package(directory),
+                slug=slug,
+                version=version,
                 on_progress=status.update,
             )
     err.print(f"registered worker {reg.slug} {reg.version} for {user}")

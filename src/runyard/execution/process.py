@@ -6,6 +6,7 @@ task in the scale-out mode), and it holds everything that decides a run's outcom
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import resource
@@ -27,7 +28,7 @@ from runyard.services.ingest import RowIngestor
 from runyard.services.runlog import ERROR, INFO, WARN, LogWriter, RunLogs
 from runyard.services.runs import Runs
 from runyard.settings import Settings
-from runyard.storage import Database, Run, RowStore, WorkerVersion
+from runyard.storage import Database, RowStore, Run, WorkerVersion
 
 log = logging.getLogger("runyard.execution")
 
@@ -71,10 +72,8 @@ def _environment(run: Run, scratch: Path, input_path: Path, channel_fd: int) -> 
 
 def kill_group(pid: int) -> None:
     """Kill a run's whole process group (its session, which the child leads)."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def is_run_process(pid: int, run_slug: str) -> bool:
@@ -163,10 +162,8 @@ class RunProcess:
         self.ctx.runs.set_pid(self.run_id, proc.pid)
         if memory_mb:
             limit = int(memory_mb) * 1024 * 1024
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 resource.prlimit(proc.pid, resource.RLIMIT_AS, (limit, limit))
-            except (ProcessLookupError, PermissionError):
-                pass
         logs.write(INFO, f"started {run.slug}: version {run.version}, pid {proc.pid}")
 
         ingest = RowIngestor(self.ctx.db, self.ctx.rows, self.run_id)
@@ -301,7 +298,7 @@ class RunProcess:
                 message = orjson.loads(body)
                 key, text = message["key"], orjson.dumps(message["row"])
             except (orjson.JSONDecodeError, KeyError, TypeError):
-                self._reject(logs, "an upsert must be {\"key\": ..., \"row\": {...}}")
+                self._reject(logs, 'an upsert must be {"key": ..., "row": {...}}')
                 return
             row = self._row(text, logs)
             if row is not None and isinstance(key, str):

@@ -50,7 +50,8 @@ def normalise_requirements(requirements: str) -> str:
 
 class VenvBuilder:
     def __init__(self, root: Path, pip_args: Sequence[str] = (), *, timeout: float = 1800) -> None:
-        self.root = root
+        # Absolute: the path handed out is run from each run's own working directory.
+        self.root = root.absolute()
         self.pip_args = list(pip_args)
         #: Longest a ``pip install`` may take before it is killed and the build fails.
         self.timeout = timeout
@@ -191,13 +192,14 @@ def _point_scripts_at(tmp: Path, target: Path) -> None:
     script it installs (and ``activate`` holds the venv's path); after the rename they would
     point at the vanished temporary directory.
     """
-    old, new = str(tmp).encode(), str(target).encode()
-    for path in (tmp / _BIN).iterdir():
-        if path.is_symlink() or not path.is_file():
-            continue
-        data = path.read_bytes()
-        if old in data:
-            path.write_bytes(data.replace(old, new))
-    cfg = tmp / "pyvenv.cfg"
-    if cfg.is_file():
-        cfg.write_bytes(cfg.read_bytes().replace(old, new))
+    renames = {
+        str(tmp).encode(): str(target).encode(),
+        str(tmp.resolve()).encode(): str(target.parent.resolve() / target.name).encode(),
+    }
+    files = [p for p in (tmp / _BIN).iterdir() if p.is_file() and not p.is_symlink()]
+    for path in [*files, tmp / "pyvenv.cfg"]:
+        data = original = path.read_bytes() if path.is_file() else b""
+        for old, new in renames.items():
+            data = data.replace(old, new)
+        if data != original:
+            path.write_bytes(data)

@@ -35,6 +35,6 @@ __all__ = [
     "Services",
     "Unauthenticated",
     "VersionNotFound",
-    "WrongState",
     "Window",
+    "WrongState",
 ]

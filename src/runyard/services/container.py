@@ -7,7 +7,7 @@ from runyard.execution.local import LocalExecutor
 from runyard.execution.process import RunContext
 from runyard.execution.venvs import VenvBuilder
 from runyard.services.accounts import Accounts
-from runyard.services.callbacks import Callbacks, status_payload
+from runyard.services.callbacks import Callbacks
 from runyard.services.exports import Exports
 from runyard.services.imports import Imports
 from runyard.services.launcher import Launcher
@@ -17,7 +17,7 @@ from runyard.services.runlog import RunLogs
 from runyard.services.runs import Runs
 from runyard.services.workers import Workers
 from runyard.settings import Settings
-from runyard.storage import Database, LocalFileStore, Run, SqlRowStore
+from runyard.storage import Database, LocalFileStore, SqlRowStore
 
 
 class Services:
@@ -44,7 +44,7 @@ class Services:
         )
         self.logs = RunLogs(self.db, self.runs, self.signer)
         self.workers = Workers(
-            self.db, settings, VenvBuilder(settings.venvs_dir, settings.pip_args)
+            self.db, settings, VenvBuilder(settings.resolved_venvs_dir, settings.pip_args)
         )
         self.callbacks = Callbacks(
             self.db,
@@ -53,7 +53,7 @@ class Services:
             backoff_seconds=settings.callback_backoff_seconds,
             timeout_seconds=settings.callback_timeout_seconds,
         )
-        self.runs.on_change = self._run_changed
+        self.runs.on_change = self.callbacks.notify
         self.executor: Executor = LocalExecutor(
             RunContext(settings, self.db, self.rows, self.runs, self.logs),
             max_concurrent=settings.max_concurrent_runs,
@@ -61,10 +61,6 @@ class Services:
         )
         self.launcher = Launcher(settings, self.runs, self.workers, self.executor)
         self._started = False
-
-    def _run_changed(self, run: Run) -> None:
-        if run.callback_url:
-            self.callbacks.enqueue(run.id, run.callback_url, status_payload(run))
 
     def start(self) -> None:
         """Recover runs a dead server left behind, then execute runs and send callbacks."""

@@ -113,15 +113,19 @@ def load_package(source: Path, *, extract_to: Path | None = None) -> Package:
     then owns and removes). Raises ``InvalidInput("invalid worker package", details)``.
     """
     if source.is_dir():
-        root = source
-    elif source.is_file() and (source.suffix.lower() == ".zip" or zipfile.is_zipfile(source)):
-        dest = extract_to or Path(tempfile.mkdtemp(prefix="runyard-package-"))
-        root = extract_zip(source, dest)
-    else:
+        return _load_dir(source)
+    if not (source.is_file() and (source.suffix.lower() == ".zip" or zipfile.is_zipfile(source))):
         raise InvalidInput(
             "invalid worker package", details=[f"{source}: not a directory or a .zip file"]
         )
-    return _load_dir(root)
+    if extract_to is not None:
+        return _load_dir(extract_zip(source, extract_to))
+    dest = Path(tempfile.mkdtemp(prefix="runyard-package-"))
+    try:
+        return _load_dir(extract_zip(source, dest))
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)  # the caller never got to own it
+        raise
 
 
 def extract_zip(data: bytes | Path, dest: Path) -> Path:
@@ -138,6 +142,9 @@ def extract_zip(data: bytes | Path, dest: Path) -> Path:
         raise InvalidInput(
             "invalid worker package", details=[f"not a valid ZIP file: {exc}"]
         ) from None
+    if dest.exists() and any(dest.iterdir()):
+        # Cleaning up after a failure empties ``dest``: it must hold nothing of anyone else's.
+        raise ValueError(f"{dest} is not empty")
     with archive:
         members = _safe_members(archive)
         dest.mkdir(parents=True, exist_ok=True)
@@ -199,7 +206,9 @@ def output_schema_problems(schema: Any) -> list[str]:
             problems.append(f"{where}: [{index}]: must be an object")
             continue
         name = column.get("name")
-        label = f"{where}: [{index}]" + (f" ({name})" if isinstance(name, str) and name else "")
+        label = f"{where}: [{index}]" + (
+            f" ({name})" if isinstance(name, str) and name.strip() else ""
+        )
         if "name" not in column:
             problems.append(f'{label}: "name" is missing')
         elif not isinstance(name, str) or not name.strip():
@@ -279,8 +288,6 @@ def _load_dir(root: Path) -> Package:
 
     if problems:
         raise InvalidInput("invalid worker package", details=problems)
-    assert isinstance(meta, dict) and isinstance(input_schema, dict)
-    assert isinstance(output_schema, list)
     # CoreClaw keeps a worker's summary in input_schema.json; use it when worker.json has none.
     description = meta.get("description") or input_schema.get("description") or ""
     return Package(

@@ -59,9 +59,7 @@ class RunLogs:
         self.runs = runs
         self.signer = signer
 
-    def view(
-        self, user_id: int, run_slug: str, worker_id: str | None, base_url: str
-    ) -> LogView:
+    def view(self, user_id: int, run_slug: str, worker_id: str | None, base_url: str) -> LogView:
         run, worker = self.runs.find(user_id, run_slug, worker_id)
         url = self.signer.url(
             base_url,
@@ -71,9 +69,7 @@ class RunLogs:
         )
         return LogView(all_logs_url=url, list=self.tail(run.id), result_count=run.results)
 
-    def download(
-        self, name: str, filename: str, expires: int, signature: str
-    ) -> Iterator[bytes]:
+    def download(self, name: str, filename: str, expires: int, signature: str) -> Iterator[bytes]:
         """The whole log behind a signed link (checked first: a bad link is NotFound)."""
         self.signer.verify(name, filename, expires, signature)
         run_id = self.runs.id_of(name.removeprefix(LINK_PREFIX))
@@ -132,9 +128,12 @@ class LogWriter:
         self._lock = threading.Lock()
         self._pending: list[dict[str, object]] = []
         with db.engine.connect() as conn:
-            self._next: int = conn.scalar(
-                select(func.count()).select_from(run_logs).where(run_logs.c.run_id == run_id)
-            ) or 0
+            self._next: int = (
+                conn.scalar(
+                    select(func.count()).select_from(run_logs).where(run_logs.c.run_id == run_id)
+                )
+                or 0
+            )
         self.dropped = 0
 
     def write(self, level: int, content: str, ts_ms: int | None = None) -> None:

@@ -82,7 +82,7 @@ class Runs:
     def __init__(self, db: Database) -> None:
         self.db = db
         #: Told of every committed state change (callbacks hang here).
-        self.on_change: Callable[[Run], None] | None = None
+        self.on_change: Callable[..., object] | None = None
         # The hot path of every result page: (id, results, columns) on a raw cursor.
         base = select(Run.id, Run.results, Run.columns).where(Run.user_id == bindparam("user"))
         self._by_slug = RawQuery(db.engine, base.where(Run.slug == bindparam("slug")))
@@ -186,7 +186,8 @@ class Runs:
         self, run_id: int, status: str, *, only_from: Collection[str] = (), **values: Any
     ) -> Run | None:
         """Commit one state change (with ``values``); ``None`` if the run was not in
-        ``only_from`` (when given). Every change that happens is reported to ``on_change``.
+        ``only_from`` (when given). Every change is reported to ``on_change(run, session=...)``
+        inside its transaction.
         """
         if status in FINISHED:
             values.setdefault("finished_at", int(time.time()))
@@ -198,8 +199,9 @@ class Runs:
             if s.execute(stmt).rowcount == 0:  # type: ignore[attr-defined]
                 return None
             run = s.get(Run, run_id, populate_existing=True)
-        if run is not None and self.on_change is not None:
-            self.on_change(run)
+            if run is not None and self.on_change is not None:
+                # In the same transaction: a change is never committed without its callback.
+                self.on_change(run, session=s)
         return run
 
     def finish(self, run_id: int, status: str, err_msg: str | None = None) -> None:
@@ -234,9 +236,7 @@ class Runs:
     def owned_by(self, executor: str, statuses: Collection[str]) -> list[Run]:
         with self.db.session() as s:
             return list(
-                s.scalars(
-                    select(Run).where(Run.executor == executor, Run.status.in_(statuses))
-                )
+                s.scalars(select(Run).where(Run.executor == executor, Run.status.in_(statuses)))
             )
 
     def id_of(self, run_slug: str) -> int:

@@ -1,0 +1,133 @@
+"""``kill -9`` of a real ``runyard serve`` mid-run: on restart the run fails, its rows stay."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy import select
+
+from runyard.services import Services
+from runyard.services.packages import load_package
+from runyard.settings import Settings
+from runyard.storage import Run
+
+WORKER = """
+import time
+from runyard import sdk
+
+n = 0
+while True:
+    sdk.push_many({"n": n + i} for i in range(100))
+    n += 100
+    time.sleep(0.1)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runyard",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/api/v2/worker-runs", timeout=1)
+            return proc
+        except httpx.TransportError:
+            assert proc.poll() is None, "runyard serve exited"
+            assert time.monotonic() < deadline, "runyard serve did not start"
+            time.sleep(0.1)
+
+
+def test_kill_9_mid_run_keeps_committed_rows_and_fails_the_run(tmp_path: Path):
+    data_dir = tmp_path / "data"
+    package = tmp_path / "pusher"
+    package.mkdir()
+    (package / "main.py").write_text(WORKER)
+    (package / "input_schema.json").write_text('{"properties": []}')
+    (package / "output_schema.json").write_text("[]")
+    svc = Services(Settings(data_dir=data_dir))
+    user_id = svc.accounts.create_user("alice")
+    key = svc.accounts.create_key("alice")
+    svc.workers.register(user_id, load_package(package))
+    svc.close()
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}/api/v2"
+    headers = {"Authorization": f"Bearer {key}"}
+    server = _serve(data_dir, port)
+    try:
+        run = httpx.post(f"{base}/workers/pusher/runs", headers=headers, json={}).json()["data"][
+            "run_slug"
+        ]
+        deadline = time.monotonic() + 30
+        while (
+            httpx.get(f"{base}/worker-runs/{run}", headers=headers).json()["data"]["results"] < 500
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+    finally:
+        if server.poll() is None:
+            server.kill()
+
+    svc = Services(Settings(data_dir=data_dir))
+    with svc.db.session() as s:
+        stuck = s.scalar(select(Run).where(Run.slug == run))
+    svc.close()
+    assert stuck is not None and stuck.status == "running" and stuck.pid is not None
+    committed = stuck.results
+    assert committed >= 500
+
+    server = _serve(data_dir, port)
+    try:
+        record = httpx.get(f"{base}/worker-runs/{run}", headers=headers).json()["data"]
+        assert record["status"] == "failed"
+        assert record["err_msg"] == "server restarted"
+        assert record["results"] == committed
+        last = httpx.get(
+            f"{base}/worker-runs/{run}/result",
+            headers=headers,
+            params={"offset": committed - 100, "limit": 100},
+        ).json()["data"]["list"]
+        assert [row["n"] for row in last] == list(range(committed - 100, committed))
+        # The orphaned worker is gone too (it died on the broken channel, or was killed).
+        time.sleep(0.5)
+        assert not _alive(stuck.pid)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    return state != "Z"
