@@ -141,92 +141,101 @@ _CATEGORY_PATHS: list[tuple[str, str, str]] = [
     for leaf in leaves
 ]
 _CREATED_SPAN_DAYS = 3 * 365
-_HEX = "0123456789ABCDEF"
+_UPDATE_SPAN_DAYS = 400
 
-
-# Formatting dates per row is slow; every date a record can carry fits in one small table.
+# Formatting numbers per row is the slow part of a record (this is the benchmark's data
+# source), so every date, clock time and two-digit suffix a record can carry is looked up.
 _DATES = [
-    (date(2022, 1, 1) + timedelta(days=i)).isoformat() for i in range(_CREATED_SPAN_DAYS + 400)
+    (date(2022, 1, 1) + timedelta(days=i)).isoformat()
+    for i in range(_CREATED_SPAN_DAYS + _UPDATE_SPAN_DAYS)
 ]
+_CLOCK = [f"T{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]
+_SECONDS = [f"{s:02d}Z" for s in range(60)]
+_TWO_DIGITS = [f"{i:02d}" for i in range(100)]
 
 
 def _slug(text: str) -> str:
     return text.lower().replace(" & ", "-").replace(" ", "-")
 
 
+def _singular(leaf: str) -> str:
+    # Good enough for product names: "Blenders" → "Blender", "Headphones" stays plural-free.
+    return leaf[:-1] if leaf.endswith("s") and not leaf.endswith("ss") else leaf
+
+
 def iter_records(count: int, seed: int = 1, start_id: int = 1) -> Iterator[Record]:
     """``count`` records with ids ``start_id``… from the ``random.Random(seed)`` stream."""
     rnd = random.Random(seed).random
-    brands = BRANDS
-    adjectives = ADJECTIVES
-    paths = _CATEGORY_PATHS
-    cities = CITIES
-    streets = STREETS
-    tags = TAGS
-    sentences = SENTENCES
-    dates = _DATES
-    hexdigits = _HEX
+    # (top, mid, leaf, singular, lower-case leaf, slug) for each category path
+    paths = [
+        (*path, _singular(path[2]), path[2].lower(), _slug(path[2])) for path in _CATEGORY_PATHS
+    ]
+    brands = [(brand, _slug(brand)) for brand in BRANDS]
+    adjectives = [(adjective, _slug(adjective)) for adjective in ADJECTIVES]
+    cities = [(*city, CURRENCIES.get(city[2], "EUR")) for city in CITIES]
+    n_tags = len(TAGS)
+    # Every set of two to four distinct tags that a start, a stride and a length pick out.
+    tag_sets = [
+        tuple(TAGS[(first + k * step) % n_tags] for k in range(length))
+        for first in range(n_tags)
+        for step in range(1, n_tags)
+        for length in (2, 3, 4)
+        if len({(first + k * step) % n_tags for k in range(length)}) == length
+    ]
+    streets, sentences, two_digits = STREETS, SENTENCES, _TWO_DIGITS
+    dates, clock, seconds = _DATES, _CLOCK, _SECONDS
     n_brands, n_adj, n_paths = len(brands), len(adjectives), len(paths)
-    n_cities, n_streets, n_tags, n_sent = len(cities), len(streets), len(tags), len(sentences)
-    leaf_slugs = {path: _slug(path[2]) for path in paths}
+    n_cities, n_streets, n_sent = len(cities), len(streets), len(sentences)
+    n_tag_sets = len(tag_sets)
+    created_span = _CREATED_SPAN_DAYS * 86400
+    update_span = (_UPDATE_SPAN_DAYS - 1) * 86400
     for row_id in range(start_id, start_id + count):
-        path = paths[int(rnd() * n_paths)]
-        leaf = path[2]
-        brand = brands[int(rnd() * n_brands)]
-        adjective = adjectives[int(rnd() * n_adj)]
+        top, mid, leaf, noun, leaf_lower, leaf_slug = paths[int(rnd() * n_paths)]
+        brand, brand_slug = brands[int(rnd() * n_brands)]
+        adjective, adjective_slug = adjectives[int(rnd() * n_adj)]
         model = 100 + int(rnd() * 900)
-        # Singular enough for a product name: "Headphones" stays, "Blenders" → "Blender".
-        noun = leaf[:-1] if leaf.endswith("s") and not leaf.endswith("ss") else leaf
         name = f"{brand} {adjective} {noun} {model}"
         sku_bits = int(rnd() * 4294967296)
-        sku = "SKU-" + "".join(
-            hexdigits[(sku_bits >> s) & 15] for s in (28, 24, 20, 16, 12, 8, 4, 0)
-        )
-        slug = f"{_slug(brand)}-{_slug(adjective)}-{leaf_slugs[path]}-{model}"
-        city, region, country, postal, lat, lon = cities[int(rnd() * n_cities)]
-        currency = CURRENCIES.get(country, "EUR")
+        slug = f"{brand_slug}-{adjective_slug}-{leaf_slug}-{model}"
+        city, region, country, postal, lat, lon, currency = cities[int(rnd() * n_cities)]
         price_cents = 499 + int(rnd() * rnd() * 99_500)
         stock = int(rnd() * 250) - 25
-        stock = stock if stock > 0 else 0
-        first_tag = int(rnd() * n_tags)
-        n_row_tags = 2 + int(rnd() * 3)
-        step = 1 + int(rnd() * (n_tags - 1))
-        row_tags = [tags[(first_tag + k * step) % n_tags] for k in range(n_row_tags)]
-        s1 = int(rnd() * n_sent)
-        s2 = (s1 + 1 + int(rnd() * (n_sent - 1))) % n_sent
-        created = int(rnd() * _CREATED_SPAN_DAYS * 86400)
-        updated = created + int(rnd() * 400 * 86400)
-        c_day, c_sec = divmod(created, 86400)
-        u_day, u_sec = divmod(updated, 86400)
-        c_h, c_rem = divmod(c_sec, 3600)
-        u_h, u_rem = divmod(u_sec, 3600)
+        if stock < 0:
+            stock = 0
+        row_tags = list(tag_sets[int(rnd() * n_tag_sets)])
+        sentence = sentences[int(rnd() * n_sent)]
+        created = int(rnd() * created_span)
+        updated = created + int(rnd() * update_span)
+        c_day, c_rest = divmod(created, 86400)
+        u_day, u_rest = divmod(updated, 86400)
         yield {
             "id": row_id,
-            "sku": sku,
+            "sku": f"SKU-{sku_bits:08X}",
             "name": name,
             "brand": brand,
             "url": f"https://shop.example.com/p/{row_id}/{slug}",
-            "image_url": f"https://cdn.example.com/img/{sku[4:].lower()}/{slug}.jpg",
+            "image_url": f"https://cdn.example.com/img/{sku_bits:08x}/{slug}.jpg",
             "price": price_cents if currency == "JPY" else price_cents / 100,
             "currency": currency,
             "rating": (10 + int(rnd() * 41)) / 10,
             "review_count": int(rnd() * rnd() * 5000),
             "in_stock": stock > 0,
             "stock_quantity": stock,
-            "categories": [path[0], path[1], leaf],
+            "categories": [top, mid, leaf],
             "tags": row_tags,
-            "description": f"{adjective} {leaf.lower()} by {brand}. {sentences[s1]} {sentences[s2]}",
+            "description": f"{adjective} {leaf_lower} by {brand}. {sentence}",
             "address": {
                 "street": f"{1 + int(rnd() * 9999)} {streets[int(rnd() * n_streets)]}",
                 "city": city,
                 "region": region,
-                "postal_code": f"{postal}{int(rnd() * 100):02d}",
+                "postal_code": postal + two_digits[int(rnd() * 100)],
                 "country": country,
-                "lat": round(lat + (rnd() - 0.5) * 0.2, 5),
-                "lon": round(lon + (rnd() - 0.5) * 0.2, 5),
+                # Whole hundred-thousandths divided once: exact short decimals, unlike round().
+                "lat": int(lat * 100_000 + rnd() * 20_000 - 10_000) / 100_000,
+                "lon": int(lon * 100_000 + rnd() * 20_000 - 10_000) / 100_000,
             },
-            "created_at": f"{dates[c_day]}T{c_h:02d}:{c_rem // 60:02d}:{c_rem % 60:02d}Z",
-            "updated_at": f"{dates[u_day]}T{u_h:02d}:{u_rem // 60:02d}:{u_rem % 60:02d}Z",
+            "created_at": dates[c_day] + clock[c_rest // 60] + seconds[c_rest % 60],
+            "updated_at": dates[u_day] + clock[u_rest // 60] + seconds[u_rest % 60],
         }
 
 

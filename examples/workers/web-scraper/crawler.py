@@ -108,6 +108,23 @@ class CrawlStats:
     by_status: dict[int, int] = field(default_factory=dict)
 
 
+def _remove_dot_segments(path: str) -> str:
+    # RFC 3986 §5.2.4; urljoin only does this for relative references, not absolute URLs.
+    if "/." not in path:
+        return path
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if len(segments) > 1:
+                segments.pop()
+        elif segment != ".":
+            segments.append(segment)
+    result = "/".join(segments)
+    if path.endswith(("/.", "/..")):
+        result += "/"
+    return result or "/"
+
+
 def normalize_url(url: str, base: str | None = None) -> str | None:
     """The canonical form used for scope checks and de-duplication; None if not http(s)."""
     try:
@@ -126,7 +143,7 @@ def normalize_url(url: str, base: str | None = None) -> str | None:
     if parts.username is not None:
         userinfo = parts.username + (f":{parts.password}" if parts.password is not None else "")
         netloc = f"{userinfo}@{netloc}"
-    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    return urlunsplit((scheme, netloc, _remove_dot_segments(parts.path) or "/", parts.query, ""))
 
 
 def site_of(url: str) -> str:
@@ -334,7 +351,7 @@ class _Crawler:
             after = parse_retry_after(response.headers.get("Retry-After"))
             if after is not None:
                 return min(after, self.config.max_backoff_seconds)
-        delay = self.config.backoff_seconds * (2**retry)
+        delay = self.config.backoff_seconds * 2.0**retry
         # Jitter keeps concurrent retries against one host from arriving in lockstep.
         return min(delay * random.uniform(0.8, 1.2), self.config.max_backoff_seconds)
 
@@ -381,13 +398,13 @@ class _Crawler:
             response = await self.fetch(origin + "/robots.txt")
             if response is None or response.status_code >= 500:
                 self.log("warn", f"{origin}/robots.txt unreachable: not crawling {origin}")
-                parser.disallow_all = True
+                parser.parse(["User-agent: *", "Disallow: /"])
             elif response.status_code >= 400:
-                parser.allow_all = True
+                parser.parse([])
             elif response.is_redirect:
                 # Following robots.txt redirects across hosts is rarely wanted; stay permissive.
                 self.log("debug", f"{origin}/robots.txt redirects; treating as absent")
-                parser.allow_all = True
+                parser.parse([])
             else:
                 parser.parse(response.text.splitlines())
             self.robots[origin] = parser

@@ -13,6 +13,7 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 from crawler import config_from_input, crawl  # noqa: E402
+
 from runyard import sdk  # noqa: E402
 
 

@@ -70,7 +70,9 @@ def _worker_traceback(exc: BaseException) -> types.TracebackType | None:
     tb = exc.__traceback__
     while tb is not None and any(tb.tb_frame.f_globals is g for g in own):
         tb = tb.tb_next
-    return tb if tb is not None else exc.__traceback__
+    # None when the error is in no frame of the worker's (a SyntaxError in main.py, say):
+    # then the exception alone, which names the file and line, is the clearest report.
+    return tb
 
 
 def main() -> None:
@@ -82,6 +84,9 @@ def main() -> None:
     sys.path.insert(0, worker_dir)
 
     channel = _load("runyard.runtime.channel", "channel.py")
+    # Opened now so its exit hook is registered before any of the worker's: hooks run last
+    # registered first, so rows pushed by the worker's own exit hooks are still sent.
+    channel.get_channel()
     sys.modules["sdk"] = _load("runyard.runtime.coreclaw", "coreclaw.py")
     runyard_sdk = _load("runyard.runtime.sdk", "sdk.py")
     sys.modules["runyard.sdk"] = runyard_sdk
@@ -95,11 +100,11 @@ def main() -> None:
         # The default hook prints the exception's own traceback, not the one it is given.
         exc.__traceback__ = _worker_traceback(exc)
         sys.excepthook(type(exc), exc, exc.__traceback__)
-        channel.flush()
+        channel.drain()
         sys.exit(1)
     finally:
         # Rows pushed by threads still running are sent by the channel's atexit hook.
-        channel.flush()
+        channel.drain()
 
 
 if __name__ == "__main__":

@@ -47,18 +47,15 @@ def _make_dumps() -> Callable[[Any], str]:
         return reference.encode
     try:
         iterencode = make(None, reference.default, quote, None, ":", ",", False, False, False)
-        sample = {"a": [1, 2.5, None, True], "é": {"k": "v\n\u2028"}}
-        if "".join(iterencode(sample, 0)) != reference.encode(sample):
-            return reference.encode
+        for sample in ({"a": [1, 2.5, None, True], "é": {"k": "v\n\u2028"}}, "é\n", 7):
+            if "".join(iterencode(sample, 0)) != reference.encode(sample):
+                return reference.encode
     except Exception:
         # A private API that changed shape: the public encoder is always right.
         return reference.encode
     join = "".join
 
     def dumps(obj: Any) -> str:
-        if isinstance(obj, str):
-            # The C encoder only takes containers at the top level.
-            return reference.encode(obj)
         return join(iterencode(obj, 0))
 
     return dumps
@@ -162,6 +159,13 @@ class Channel:
         """Write everything queued so far (blocks while the parent is behind)."""
         with self._cond:
             self._flush_locked()
+            if self.broken:
+                raise SystemExit(BROKEN_PIPE_EXIT)
+
+    def drain(self) -> None:
+        """Like ``flush``, but quiet when the parent is gone (for the way out)."""
+        with self._cond:
+            self._flush_locked()
 
     def close(self) -> None:
         """Flush and stop the flusher (at exit); later messages are written at once."""
@@ -190,7 +194,11 @@ class Channel:
     def _start_flusher(self) -> None:
         thread = threading.Thread(target=self._run_flusher, name="runyard-channel", daemon=True)
         self._flusher = thread
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError:
+            # No new threads at interpreter shutdown (3.12+): write each message at once.
+            self.closed = True
 
     def _run_flusher(self) -> None:
         me = threading.current_thread()
@@ -239,10 +247,10 @@ def get_channel() -> Channel:
         return _channel
 
 
-def flush() -> None:
-    """Write what is queued, if the channel was ever opened (a no-op when it was not)."""
+def drain() -> None:
+    """Write what is queued, if the channel was ever opened; quiet if the parent is gone."""
     if _channel is not None:
-        _channel.flush()
+        _channel.drain()
 
 
 def _after_fork_in_child() -> None:
@@ -252,11 +260,6 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def send_json(tag: str, obj: Any) -> None:
-    """Queue one message whose payload is ``obj`` as compact JSON."""
-    get_channel().send(tag, dumps(obj))
 
 
 def encode_rows(rows: Iterable[Any]) -> None:
@@ -274,15 +277,17 @@ def encode_rows(rows: Iterable[Any]) -> None:
         for row in rows:
             if not isinstance(row, dict):
                 raise TypeError(f"a row must be a dict, not {type(row).__name__}")
-            text = encode(row)
+            try:
+                text = encode(row)
+            except RecursionError:
+                raise ValueError("a row must not contain itself (circular reference)") from None
             append(text)
             size += len(text)
             if size >= limit:
-                channel.send_many(ROW, batch)
+                full = batch
                 batch = []
                 append = batch.append
                 size = 0
-    except RecursionError:
-        raise ValueError("a row must not contain itself (circular reference)") from None
+                channel.send_many(ROW, full)
     finally:
         channel.send_many(ROW, batch)

@@ -136,15 +136,15 @@ def extract_zip(data: bytes | Path, dest: Path) -> Path:
     counted while writing, so a lying header cannot slip a bomb through. When every entry sits
     under one top-level directory, that directory is the root. On failure ``dest`` is left empty.
     """
+    if dest.exists() and any(dest.iterdir()):
+        # Cleaning up after a failure empties ``dest``: it must hold nothing of anyone else's.
+        raise ValueError(f"{dest} is not empty")
     try:
         archive = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data)
     except (zipfile.BadZipFile, OSError) as exc:
         raise InvalidInput(
             "invalid worker package", details=[f"not a valid ZIP file: {exc}"]
         ) from None
-    if dest.exists() and any(dest.iterdir()):
-        # Cleaning up after a failure empties ``dest``: it must hold nothing of anyone else's.
-        raise ValueError(f"{dest} is not empty")
     with archive:
         members = _safe_members(archive)
         dest.mkdir(parents=True, exist_ok=True)
