@@ -283,3 +283,14 @@ def test_private_callback_addresses_are_refused_by_default(
     )
     assert reply.status_code == 422
     assert any("callback_url" in line for line in reply.json()["details"])
+
+
+def test_a_run_needs_no_body_when_the_worker_needs_no_input(
+    server: Server, user: User, api: httpx.Client
+):
+    worker = server.worker(user, ECHO, properties=[PROPERTIES[1]])
+    reply = api.post(f"/api/v2/workers/{worker}/runs")
+    assert reply.status_code == 200, reply.text
+    run = reply.json()["data"]["run_slug"]
+    assert wait_for(api, run)["status"] == "succeeded"
+    assert api.get(f"/api/v2/worker-runs/{run}/result").json()["data"]["list"] == [{"pages": 2}]

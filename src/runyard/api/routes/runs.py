@@ -74,7 +74,13 @@ async def _reply(request: Request, user_id: int, run_id: int, slug: str, body: R
     response_class=JSONBytes,
     responses=responses(RunStarted | SyncRun, 401, 404, 422),  # type: ignore[arg-type]
 )
-async def start_run(request: Request, workerId: WorkerId, user_id: UserId, body: StartRun) -> Any:
+async def start_run(
+    request: Request,
+    workerId: WorkerId,
+    user_id: UserId,
+    body: Annotated[StartRun | None, Body()] = None,
+) -> Any:
+    body = body or StartRun()
     svc = services(request)
     run_id, slug = await anyio.to_thread.run_sync(
         lambda: svc.launcher.start(
