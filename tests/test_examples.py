@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import os
 import re
 import shlex
@@ -140,7 +141,7 @@ def test_first_start_then_curl_alone_scrapes_and_exports(tmp_path: Path, venvs_d
         ]
         start_run, read_rows = curls[0], curls[1]
         headers = dict(
-            value.split(": ", 1) for flag, value in zip(start_run, start_run[1:]) if flag == "-H"
+            value.split(": ", 1) for flag, value in itertools.pairwise(start_run) if flag == "-H"
         )
         body = start_run[start_run.index("-d") + 1]
         reply = httpx.post(start_run[-1], headers=headers, content=body, timeout=300)
