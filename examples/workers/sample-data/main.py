@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-# The runner may execute this file through runpy, which, unlike `python main.py`, does not put
-# the package directory on sys.path; records.py lives next to this file.
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
+from records import FIELDS, iter_chunks
 
-from records import FIELDS, iter_chunks  # noqa: E402
-
-from runyard import sdk  # noqa: E402
+from runyard import sdk
 
 MAX_COUNT = 10_000_000
 # CoreClaw header formats; number columns have none of their own, so they show as text.

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from pathlib import Path
 
-# The runner may execute this file through runpy, which, unlike `python main.py`, does not put
-# the package directory on sys.path; crawler.py lives next to this file.
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
+from crawler import config_from_input, crawl
 
-from crawler import config_from_input, crawl  # noqa: E402
-
-from runyard import sdk  # noqa: E402
+from runyard import sdk
 
 
 def _log(level: str, msg: str) -> None:
