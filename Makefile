@@ -38,6 +38,7 @@ lint: $(VENV)/.installed-dev
 ## Benchmarks (not part of the tests): prints ratios against baselines measured in the same run
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/results.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/workers.py $(WORKERS_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis src/*.egg-info

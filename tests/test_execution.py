@@ -326,3 +326,49 @@ def test_the_memory_limit_is_enforced(server: Server, user: User, api: httpx.Cli
     assert record["status"] == "failed"
     assert record["err_msg"] == "worker ran out of memory (limit 256 MB)"
     assert _rows(api, run) == [{"before": "allocating"}]
+
+
+def test_a_worker_that_closes_its_streams_still_times_out(
+    server: Server, user: User, api: httpx.Client
+):
+    worker = server.worker(
+        user,
+        """
+        import os, time
+        os.closerange(0, 1024)
+        time.sleep(120)
+        """,
+    )
+    run = start(api, worker, system={"execute_limit_time_seconds": 2})
+    record = wait_for(api, run, timeout=20)
+    assert (record["status"], record["err_msg"]) == ("failed", "timed out after 2 s")
+
+
+def test_endless_lines_are_cut_without_filling_the_server(
+    server: Server, user: User, api: httpx.Client
+):
+    worker = server.worker(
+        user,
+        """
+        import os, sys
+        from runyard import sdk
+
+        chunk = "x" * 1_000_000
+        for _ in range(100):
+            sys.stdout.write(chunk)
+        print()
+        fd = int(os.environ["RUNYARD_CHANNEL_FD"])
+        os.write(fd, b'R {"a": "' + b"y" * 5_000_000 + b'"}\\n')
+        sdk.push({"after": "the long ones"})
+        """,
+    )
+    run = start(api, worker)
+    record = wait_for(api, run)
+    assert record["status"] == "succeeded"
+    assert _rows(api, run) == [{"after": "the long ones"}]
+    entries = _log(api, run)
+    cut = [e["content"] for e in entries if e["content"].endswith(" … [line cut]")]
+    assert len(cut) == 1 and cut[0].startswith("xxxx")
+    assert any(
+        "row exceeds the 1048576-byte row limit" in e["content"] for e in entries if e["type"] == 4
+    )

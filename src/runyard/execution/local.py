@@ -7,6 +7,7 @@ import shutil
 import threading
 
 from runyard.execution.process import RunContext, RunProcess, is_run_process, kill_group
+from runyard.services.runs import ABORTED
 
 log = logging.getLogger("runyard.execution")
 
@@ -41,7 +42,7 @@ class LocalExecutor:
         for run in orphans:
             if run.pid is not None and is_run_process(run.pid, run.slug):
                 kill_group(run.pid)
-            err = "aborted by user" if run.status == "aborting" else "server restarted"
+            err = ABORTED if run.status == "aborting" else "server restarted"
             self.ctx.runs.transition(
                 run.id, "failed", only_from=("running", "aborting"), err_msg=err
             )

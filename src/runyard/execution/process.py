@@ -18,21 +18,27 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import orjson
 from sqlalchemy import select
 
-import runyard.runtime
+from runyard.runtime import BOOTSTRAP
 from runyard.services.ingest import RowIngestor
-from runyard.services.runlog import ERROR, INFO, WARN, LogWriter, RunLogs
-from runyard.services.runs import Runs
+from runyard.services.runlog import (
+    DEBUG,
+    ERROR,
+    INFO,
+    MAX_LINE_CHARS,
+    WARN,
+    LogWriter,
+    RunLogs,
+)
+from runyard.services.runs import ABORTED, Runs
 from runyard.settings import Settings
 from runyard.storage import Database, RowStore, Run, WorkerVersion
 
 log = logging.getLogger("runyard.execution")
 
-BOOTSTRAP = Path(runyard.runtime.__file__).with_name("bootstrap.py")
 #: Rows become visible at least this often while a worker keeps pushing.
 FLUSH_SECONDS = 0.2
 #: How often a run checks the database for an abort asked through another server.
@@ -40,8 +46,52 @@ ABORT_POLL_SECONDS = 1.0
 #: After the worker's main process ends, how long its leftovers may keep the pipes open.
 EXIT_GRACE_SECONDS = 2.0
 _READ = 1 << 20
+#: A channel line carries a row plus its tag and, for an upsert, its key.
+_ENVELOPE_BYTES = 4096
+#: Longest stdout/stderr line read whole (UTF-8 can take 4 bytes a character).
+MAX_LINE_BYTES = MAX_LINE_CHARS * 4
 #: Channel tags (docs/workers.md).
 _ROW, _UPSERT, _HEADERS, _LOG = b"R", b"U", b"H", b"L"
+
+
+class _LineBuffer:
+    """Splits a stream into lines, cutting any line longer than ``cap`` bytes as it comes.
+
+    The head of an over-long line is handed back once; the rest, up to its newline, is dropped
+    without being kept.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.data = bytearray()
+        self.skipping = False
+
+    def feed(self, chunk: bytes) -> tuple[list[bytes], bytes | None]:
+        data = self.data
+        data += chunk
+        lines: list[bytes] = []
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0:
+            if self.skipping:
+                self.skipping = False
+            else:
+                lines.append(bytes(data[start:end]))
+            start = end + 1
+        del data[:start]
+        cut = None
+        if self.skipping:
+            data.clear()
+        elif len(data) > self.cap:
+            cut = bytes(data[: self.cap])
+            data.clear()
+            self.skipping = True
+        return lines, cut
+
+    def close(self) -> list[bytes]:
+        """The last, unterminated line."""
+        rest = [] if self.skipping or not self.data else [bytes(self.data)]
+        self.data.clear()
+        return rest
 
 
 @dataclass(frozen=True)
@@ -92,12 +142,12 @@ class RunProcess:
         self.ctx = ctx
         self.run_id = run_id
         self._abort = threading.Event()
-        self._abort_why = "aborted by user"
+        self._abort_why = ABORTED
         self.pid: int | None = None
         self.rejected = 0
         self._last_stderr = ""
 
-    def abort(self, why: str = "aborted by user") -> None:
+    def abort(self, why: str = ABORTED) -> None:
         self._abort_why = why
         self._abort.set()
 
@@ -143,7 +193,7 @@ class RunProcess:
         read_fd, write_fd = os.pipe()
         try:
             proc = subprocess.Popen(
-                [version.python, str(BOOTSTRAP), "main.py"],
+                [version.python, BOOTSTRAP, "main.py"],
                 cwd=work,
                 env=_environment(run, scratch, input_path, write_fd),
                 stdin=subprocess.DEVNULL,
@@ -174,7 +224,7 @@ class RunProcess:
         code = proc.wait()
 
         if self.ctx.runs.status(self.run_id) == "aborting":
-            self._finish(logs, "failed", "aborted by user")
+            self._finish(logs, "failed", ABORTED)
         elif reason == "abort":
             self._finish(logs, "failed", self._abort_why)
         elif reason == "timeout":
@@ -186,7 +236,11 @@ class RunProcess:
 
     def _exit_message(self, code: int, memory_mb: int | None) -> str:
         if code < 0:
-            message = f"worker was killed by {signal.Signals(-code).name}"
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:  # real-time signals have no name
+                name = f"signal {-code}"
+            message = f"worker was killed by {name}"
         else:
             message = f"worker exited with code {code}"
         if memory_mb and "MemoryError" in self._last_stderr:
@@ -203,9 +257,17 @@ class RunProcess:
         else:
             logs.write(INFO, f"run succeeded with {results} results")
         logs.close()
-        self.ctx.runs.transition(
-            self.run_id, status, only_from=("running", "aborting"), err_msg=err_msg
+        # Success only from ``running``: an abort accepted meanwhile wins over it.
+        done = self.ctx.runs.transition(
+            self.run_id,
+            status,
+            only_from=("running",) if status == "succeeded" else ("running", "aborting"),
+            err_msg=err_msg,
         )
+        if done is None and status == "succeeded":
+            self.ctx.runs.transition(
+                self.run_id, "failed", only_from=("aborting",), err_msg=ABORTED
+            )
 
     def _pump(
         self,
@@ -215,35 +277,43 @@ class RunProcess:
         logs: LogWriter,
         deadline: float,
     ) -> str | None:
-        """Read until every stream is closed; the reason the run was cut short, if it was."""
+        """Read until every stream is closed and the process is gone; the reason the run was
+        cut short, if it was. Limits are checked all along, even once the streams are closed.
+        """
         assert proc.stdout is not None and proc.stderr is not None
         sel = selectors.DefaultSelector()
         channel = os.fdopen(channel_fd, "rb", buffering=0)
-        streams: dict[int, tuple[str, IO[bytes]]] = {
-            channel.fileno(): ("channel", channel),
-            proc.stdout.fileno(): ("stdout", proc.stdout),
-            proc.stderr.fileno(): ("stderr", proc.stderr),
+        # Over-long lines are cut at these sizes as they arrive: a worker writing without
+        # newlines must not grow the server's memory.
+        row_cap = self.ctx.settings.max_row_bytes + _ENVELOPE_BYTES
+        buffers = {
+            "channel": _LineBuffer(row_cap),
+            "stdout": _LineBuffer(MAX_LINE_BYTES),
+            "stderr": _LineBuffer(MAX_LINE_BYTES),
         }
-        partial: dict[str, bytes] = {}
-        for name, stream in streams.values():
+        for name, stream in (
+            ("channel", channel),
+            ("stdout", proc.stdout),
+            ("stderr", proc.stderr),
+        ):
             sel.register(stream, selectors.EVENT_READ, name)
-            partial[name] = b""
         reason: str | None = None
         last_flush = last_poll = time.monotonic()
         exited_at: float | None = None
         try:
-            while sel.get_map():
+            while sel.get_map() or proc.poll() is None:
                 for key, _ in sel.select(timeout=FLUSH_SECONDS):
                     name = key.data
+                    buffer = buffers[name]
                     data = os.read(key.fd, _READ)
                     if not data:
                         sel.unregister(key.fileobj)
-                        if partial[name]:
-                            self._lines(name, [partial[name]], ingest, logs)
-                        continue
-                    lines = (partial[name] + data).split(b"\n")
-                    partial[name] = lines.pop()
+                        lines, cut = buffer.close(), None
+                    else:
+                        lines, cut = buffer.feed(data)
                     self._lines(name, lines, ingest, logs)
+                    if cut is not None:
+                        self._overlong(name, cut, logs)
                 now = time.monotonic()
                 if now - last_flush >= FLUSH_SECONDS:
                     ingest.flush()
@@ -270,6 +340,15 @@ class RunProcess:
             sel.close()
             channel.close()
         return reason
+
+    def _overlong(self, name: str, head: bytes, logs: LogWriter) -> None:
+        if name == "channel":
+            limit = self.ctx.settings.max_row_bytes
+            self._reject(logs, f"row exceeds the {limit}-byte row limit")
+        else:
+            mark = " … [line cut]"
+            text = head.decode("utf-8", "replace")[: MAX_LINE_CHARS - len(mark)]
+            logs.write(ERROR if name == "stderr" else INFO, text + mark)
 
     def _lines(self, name: str, lines: list[bytes], ingest: RowIngestor, logs: LogWriter) -> None:
         if name == "channel":
@@ -313,7 +392,9 @@ class RunProcess:
                 logs.write(ERROR, "table headers ignored: expected a list of {key, label}")
         elif tag == _LOG:
             message = orjson.loads(body)
-            logs.write(int(message.get("level", INFO)), str(message.get("msg", "")))
+            level = message.get("level", INFO)
+            level = level if level in (DEBUG, INFO, WARN, ERROR) else INFO
+            logs.write(level, str(message.get("msg", "")))
         elif line:
             logs.write(ERROR, f"unknown message on the channel: {line[:80]!r}")
 

@@ -155,12 +155,13 @@ class LogWriter:
 
     def flush(self) -> None:
         with self._lock:
-            pending, self._pending = self._pending, []
-            if not pending:
+            if not self._pending:
                 return
             with self.db.engine.begin() as conn:
-                conn.execute(insert(run_logs), pending)
-            self._next += len(pending)
+                conn.execute(insert(run_logs), self._pending)
+            # Dropped only once committed: a failed write is retried by the next flush.
+            self._next += len(self._pending)
+            self._pending = []
 
     def close(self) -> None:
         """Flush, and say how many lines the cap dropped (that line is always kept)."""
