@@ -294,3 +294,79 @@ def test_a_run_needs_no_body_when_the_worker_needs_no_input(
     run = reply.json()["data"]["run_slug"]
     assert wait_for(api, run)["status"] == "succeeded"
     assert api.get(f"/api/v2/worker-runs/{run}/result").json()["data"]["list"] == [{"pages": 2}]
+
+
+def test_bad_versions_titles_and_numbers_are_422_not_500(
+    server: Server, user: User, api: httpx.Client, tmp_path
+):
+    files = {
+        "main.py": ECHO,
+        "input_schema.json": json.dumps({"properties": PROPERTIES}),
+        "output_schema.json": "[]",
+    }
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("precious")
+    for form in (
+        {"version": str(victim)},
+        {"version": "../x"},
+        {"version": ".."},
+        {"version": "v" * 500},
+        {"version": "x y"},
+        {"version": "LATEST"},
+        {"title": "t" * 300},
+    ):
+        reply = api.post(
+            "/api/v2/workers/paths/versions",
+            files={"scraper_file": ("w.zip", _zip(files), "application/zip")},
+            data=form,
+        )
+        assert reply.status_code == 422, (form, reply.text)
+    assert (victim / "keep.txt").read_text() == "precious"
+
+    worker = server.worker(user, ECHO, properties=PROPERTIES)
+    for parameters in (
+        {"custom": {"query": "q", "pages": 2**64}},
+        {"custom": {"query": "q"}, "system": {"execute_limit_time_seconds": 2**64}},
+        {"custom": {"query": "q"}, "system": {"memory": 2**50}},
+    ):
+        reply = api.post(
+            f"/api/v2/workers/{worker}/runs", json={"input": {"parameters": parameters}}
+        )
+        assert reply.status_code == 422, (parameters, reply.text)
+    for params in ({"offset": 2**63}, {"start_time": 2**63}, {"end_time": 2**63}):
+        reply = api.get("/api/v2/worker-runs", params=params)
+        assert reply.status_code in (200, 422), reply.text
+    assert api.get("/api/v2/worker-runs", params={"offset": 2**63}).json()["data"]["list"] == []
+    assert api.get("/api/v2/workers", params={"offset": 2**63}).status_code == 200
+
+
+def test_racing_uploads_of_one_version_give_one_winner(
+    server: Server, user: User, api: httpx.Client
+):
+    files = {
+        "main.py": ECHO,
+        "input_schema.json": json.dumps({"properties": PROPERTIES}),
+        "output_schema.json": "[]",
+        "worker.json": json.dumps({"version": "2.0.0"}),
+    }
+    body = _zip(files)
+    replies: list[httpx.Response] = []
+
+    def upload() -> None:
+        with server.client(user) as client:
+            replies.append(
+                client.post(
+                    "/api/v2/workers/racing/versions",
+                    files={"scraper_file": ("w.zip", body, "application/zip")},
+                )
+            )
+
+    threads = [threading.Thread(target=upload) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.status_code for r in replies) == [200, 422, 422, 422], [r.text for r in replies]
+    run = start(api, "racing", {"query": "q"})
+    assert wait_for(api, run)["status"] == "succeeded"

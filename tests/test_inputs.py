@@ -287,27 +287,35 @@ def test_an_empty_proxy_region_means_no_proxy() -> None:
             {"execute_limit_time_seconds": 0},
             (),
             "parameters.system.execute_limit_time_seconds: "
-            "must be an integer of at least 1 (seconds)",
+            "must be an integer from 1 to 2592000 (seconds)",
         ),
         (
             {"execute_limit_time_seconds": "60"},
             (),
             "parameters.system.execute_limit_time_seconds: "
-            "must be an integer of at least 1 (seconds)",
+            "must be an integer from 1 to 2592000 (seconds)",
         ),
-        ({"memory": 32}, (), "parameters.system.memory: must be an integer of at least 64 (MB)"),
-        ({"memory": 512.5}, (), "parameters.system.memory: must be an integer of at least 64 (MB)"),
+        (
+            {"memory": 32},
+            (),
+            "parameters.system.memory: must be an integer from 64 to 1048576 (MB)",
+        ),
+        (
+            {"memory": 512.5},
+            (),
+            "parameters.system.memory: must be an integer from 64 to 1048576 (MB)",
+        ),
         ({"cpus": 0}, (), "parameters.system.cpus: must be a number greater than 0"),
         ({"cpus": True}, (), "parameters.system.cpus: must be a number greater than 0"),
         (
             {"max_total_charge": -1},
             (),
-            "parameters.system.max_total_charge: must be a number of at least 0",
+            "parameters.system.max_total_charge: must be a number from 0 to 2^63-1",
         ),
         (
             {"max_total_traffic": 1.5},
             (),
-            "parameters.system.max_total_traffic: must be an integer of at least 0 (bytes)",
+            "parameters.system.max_total_traffic: must be an integer from 0 to 2^63-1 (bytes)",
         ),
         (
             {"proxy_region": "FR"},
@@ -336,7 +344,7 @@ def test_custom_and_system_problems_come_together() -> None:
     body = {"parameters": {"custom": {}, "system": {"memory": 1}}}
     assert details_of(body) == [
         "parameters.custom.keyword: is required",
-        "parameters.system.memory: must be an integer of at least 64 (MB)",
+        "parameters.system.memory: must be an integer from 64 to 1048576 (MB)",
     ]
 
 

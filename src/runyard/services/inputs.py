@@ -221,13 +221,23 @@ def _validate_custom(
     return result
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: Upper bounds of system parameters: past them a value is a mistake, not a wish.
+MAX_TIMEOUT_SECONDS = 30 * 24 * 3600
+MAX_MEMORY_MB = 1024 * 1024
+
+
 def type_problem(type_: str, value: Any) -> str | None:
     if type_ == "string":
         ok = isinstance(value, str)
-    elif type_ == "integer":
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif type_ == "number":
-        ok = is_number(value)
+    elif type_ in ("integer", "number"):
+        ok = (
+            isinstance(value, int) and not isinstance(value, bool)
+            if type_ == "integer"
+            else is_number(value)
+        )
+        if ok and isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+            return "must fit in 64 bits"
     elif type_ == "boolean":
         ok = isinstance(value, bool)
     elif type_ == "array":
@@ -329,17 +339,23 @@ def _validate_system(
 def _system_problem(key: str, value: Any, proxy_regions: Collection[str]) -> str | None:
     is_int = isinstance(value, int) and not isinstance(value, bool)
     if key == "execute_limit_time_seconds":
-        return None if is_int and value >= 1 else "must be an integer of at least 1 (seconds)"
-    if key == "memory":
-        if is_int and value >= MIN_MEMORY_MB:
+        if is_int and 1 <= value <= MAX_TIMEOUT_SECONDS:
             return None
-        return f"must be an integer of at least {MIN_MEMORY_MB} (MB)"
+        return f"must be an integer from 1 to {MAX_TIMEOUT_SECONDS} (seconds)"
+    if key == "memory":
+        if is_int and MIN_MEMORY_MB <= value <= MAX_MEMORY_MB:
+            return None
+        return f"must be an integer from {MIN_MEMORY_MB} to {MAX_MEMORY_MB} (MB)"
     if key == "cpus":
         return None if is_number(value) and value > 0 else "must be a number greater than 0"
     if key == "max_total_charge":
-        return None if is_number(value) and value >= 0 else "must be a number of at least 0"
+        if is_number(value) and 0 <= value <= INT64_MAX:
+            return None
+        return "must be a number from 0 to 2^63-1"
     if key == "max_total_traffic":
-        return None if is_int and value >= 0 else "must be an integer of at least 0 (bytes)"
+        if is_int and 0 <= value <= INT64_MAX:
+            return None
+        return "must be an integer from 0 to 2^63-1 (bytes)"
     # proxy_region
     if not proxy_regions:
         return "no proxy regions are configured on this server"

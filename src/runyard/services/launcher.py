@@ -8,7 +8,7 @@ import orjson
 
 from runyard.execution.base import Executor
 from runyard.services.callbacks import check_callback_url, status_payload
-from runyard.services.errors import WrongState
+from runyard.services.errors import InvalidInput, WrongState
 from runyard.services.inputs import validate_run_input
 from runyard.services.runs import ABORTED, FINISHED, Runs
 from runyard.services.workers import Workers
@@ -47,14 +47,15 @@ class Launcher:
             default_timeout=self.settings.run_timeout_seconds,
         )
         self._check_callback(callback_url)
+        try:
+            custom = orjson.dumps(run_input.custom).decode()
+        except orjson.JSONEncodeError:
+            raise InvalidInput(
+                "invalid input", ["parameters.custom: holds a number beyond 64 bits"]
+            ) from None
+        system = orjson.dumps(run_input.system).decode()
         return self._queue(
-            user_id,
-            found.worker_id,
-            found.version,
-            orjson.dumps(run_input.custom).decode(),
-            orjson.dumps(run_input.system).decode(),
-            callback_url,
-            origin,
+            user_id, found.worker_id, found.version, custom, system, callback_url, origin
         )
 
     def rerun(
@@ -67,8 +68,9 @@ class Launcher:
         origin: str = "openapi",
     ) -> tuple[int, str]:
         """A new run of the same worker, version and input as the named one."""
-        run, worker = self.runs.find(user_id, run_slug, worker_id)
-        self.workers.version_of(worker, run.version)  # refused if no longer registered
+        run, _ = self.runs.find(user_id, run_slug, worker_id)
+        # Refused if the version is gone or the worker is no longer the caller's or public.
+        self.workers.version_for_rerun(user_id, run.worker_id, run.version)
         self._check_callback(callback_url)
         return self._queue(
             user_id, run.worker_id, run.version, run.input, run.system, callback_url, origin

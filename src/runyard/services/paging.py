@@ -9,6 +9,10 @@ MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
 
 
+#: The largest row offset ever read; a larger one simply reads past the end.
+MAX_OFFSET = 2**62
+
+
 @dataclass(frozen=True)
 class Window:
     """The rows ``start … start+size-1`` and what the reply echoes about them."""
@@ -27,5 +31,6 @@ class Window:
         size = min(limit, MAX_LIMIT)
         if mode == "page":
             page = max(offset, 1)
-            return cls(start=(page - 1) * size, size=size, page_index=page)
-        return cls(start=offset, size=size, page_index=offset // size + 1)
+            return cls(start=min((page - 1) * size, MAX_OFFSET), size=size, page_index=page)
+        # Past any real row count, and inside what every database's integer holds.
+        return cls(start=min(offset, MAX_OFFSET), size=size, page_index=offset // size + 1)

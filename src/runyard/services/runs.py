@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from sqlalchemy import ColumnElement, bindparam, func, select, update
 from ulid import ULID
 
 from runyard.services.errors import InvalidInput, NotFound
+from runyard.services.packages import SLUG_RE
 from runyard.storage import Database, RawQuery, Run, User, Worker
 
 FINISHED = frozenset({"succeeded", "failed"})
@@ -21,7 +21,6 @@ ABORTED = "aborted by user"
 IMPORT_VERSION = "import"
 #: ``GET /worker-runs/last/...`` names the caller's newest run this way.
 LAST = "last"
-WORKER_SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -41,6 +40,15 @@ class RunRecord:
     finished_at: int
     duration: int
     err_msg: str
+
+
+def check_slug(slug: str) -> str:
+    if not SLUG_RE.match(slug):
+        raise InvalidInput(
+            f"invalid worker slug {slug!r}: use 1-128 lowercase letters, digits, '.', '_' "
+            "or '-', starting with a letter or digit"
+        )
+    return slug
 
 
 def new_slug() -> str:
@@ -132,11 +140,7 @@ class Runs:
 
     def ensure_worker(self, user_id: int, slug: str) -> int:
         """The id of the user's worker ``slug``, registering a bare one if it is new (imports)."""
-        if not WORKER_SLUG.match(slug):
-            raise InvalidInput(
-                f"invalid worker slug {slug!r}: use 1-128 lowercase letters, digits, '.', '_' "
-                "or '-', starting with a letter or digit"
-            )
+        check_slug(slug)
         with self.db.session() as s, s.begin():
             wid = s.scalar(select(Worker.id).where(Worker.user_id == user_id, Worker.slug == slug))
             if wid is None:

@@ -4,26 +4,49 @@ from __future__ import annotations
 
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 from sqlalchemy import ColumnElement, case, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from ulid import ULID
 
 from runyard.execution.venvs import VenvBuilder
 from runyard.services.errors import InvalidInput, NotFound, VersionNotFound
 from runyard.services.inputs import schema_properties, system_defaults
-from runyard.services.packages import Package
-from runyard.services.runs import WORKER_SLUG, worker_is
+from runyard.services.packages import (
+    MAX_ZIP_BYTES,
+    VERSION_RE,
+    Package,
+    extract_zip,
+    load_package,
+)
+from runyard.services.runs import check_slug, worker_is
 from runyard.settings import Settings
 from runyard.storage import Database, User, Worker, WorkerVersion
 
 LATEST = "latest"
 FIRST_VERSION = "1.0.0"
 _NUMBERED = re.compile(r"^(.*?)(\d+)$")
+#: Column sizes of ``workers.title`` and a sane bound for descriptions.
+TITLE_CHARS = 256
+DESCRIPTION_CHARS = 10_000
+
+
+def _check_text(field: str, value: str | None, limit: int) -> None:
+    if value is not None and len(value) > limit:
+        raise InvalidInput(f"{field} is longer than {limit} characters")
+
+
+def _exists(slug: str, version: str) -> InvalidInput:
+    return InvalidInput(
+        f"version {version} of {slug} already exists: versions are immutable, register a new one"
+    )
 
 
 @dataclass(frozen=True)
@@ -109,60 +132,104 @@ class Workers:
             raise InvalidInput(
                 f"worker.json names worker {package.slug!r}, but the upload is for {slug!r}"
             )
-        slug = slug or package.slug or package.root.name
-        if not WORKER_SLUG.match(slug):
-            raise InvalidInput(
-                f"invalid worker slug {slug!r}: use 1-128 lowercase letters, digits, '.', '_' "
-                "or '-', starting with a letter or digit"
-            )
+        slug = check_slug(slug or package.slug or package.root.name)
+        _check_text("title", title, TITLE_CHARS)
+        _check_text("description", description, DESCRIPTION_CHARS)
         with self.db.session() as s:
             worker = s.scalar(select(Worker).where(Worker.user_id == user_id, Worker.slug == slug))
-            latest = worker.latest_version if worker else None
-            version = version or package.version or next_version(latest)
-            if version == LATEST:
-                raise InvalidInput("'latest' is not a version name")
+            version = (
+                version
+                or package.version
+                or next_version(worker.latest_version if worker else None)
+            )
+            if not VERSION_RE.match(version) or version.lower() == LATEST:
+                raise InvalidInput(
+                    f"invalid version {version!r}: use 1-64 letters, digits, '.', '_', '+' or "
+                    "'-', starting with a letter or digit (and not 'latest')"
+                )
             if worker is not None and s.scalar(
                 select(WorkerVersion.id).where(
                     WorkerVersion.worker_id == worker.id, WorkerVersion.version == version
                 )
             ):
-                raise InvalidInput(
-                    f"version {version} of {slug} already exists: versions are immutable, "
-                    "register a new one"
-                )
+                raise _exists(slug, version)
         python = self.venvs.python_for(package.requirements, on_progress=on_progress)
-        path = self._keep_files(package.root, user_id, slug, version)
+        path = self._keep_files(package.root, user_id, slug)
         now = time.time()
-        with self.db.session() as s, s.begin():
-            worker = s.scalar(select(Worker).where(Worker.user_id == user_id, Worker.slug == slug))
-            if worker is None:
-                worker = Worker(user_id=user_id, slug=slug, created_at=now)
-                s.add(worker)
-            worker.title = title or package.title or worker.title or slug
-            worker.description = description or package.description or worker.description or ""
-            worker.public = package.public
-            worker.latest_version = version
-            s.flush()
-            s.add(
-                WorkerVersion(
-                    worker_id=worker.id,
-                    version=version,
-                    path=str(path),
-                    input_schema=orjson.dumps(package.input_schema).decode(),
-                    output_schema=orjson.dumps(package.output_schema).decode(),
-                    readme=package.readme,
-                    python=python,
-                    created_at=now,
+        try:
+            with self.db.session() as s, s.begin():
+                worker = s.scalar(
+                    select(Worker).where(Worker.user_id == user_id, Worker.slug == slug)
                 )
-            )
+                if worker is None:
+                    worker = Worker(user_id=user_id, slug=slug, created_at=now)
+                    s.add(worker)
+                worker.title = title or package.title or worker.title or slug
+                worker.description = description or package.description or worker.description or ""
+                worker.public = package.public
+                worker.latest_version = version
+                s.flush()
+                s.add(
+                    WorkerVersion(
+                        worker_id=worker.id,
+                        version=version,
+                        path=str(path),
+                        input_schema=orjson.dumps(package.input_schema).decode(),
+                        output_schema=orjson.dumps(package.output_schema).decode(),
+                        readme=package.readme,
+                        python=python,
+                        created_at=now,
+                    )
+                )
+        except IntegrityError:
+            # Another registration of the same version (or first one of the worker) won.
+            shutil.rmtree(path, ignore_errors=True)
+            raise _exists(slug, version) from None
         return Registered(slug, version, python)
 
-    def _keep_files(self, root: Path, user_id: int, slug: str, version: str) -> Path:
-        """A private copy of the package, put in place whole (copy, then rename)."""
-        dest = self.settings.packages_dir / str(user_id) / slug / version
-        tmp = dest.with_name(f".{version}.{time.time_ns()}")
+    def register_upload(
+        self,
+        user_id: int,
+        worker_id: str,
+        upload: BinaryIO,
+        *,
+        version: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+    ) -> Registered:
+        """``POST /workers/{workerId}/versions``: a ZIP of the package, for the caller's worker."""
+        owner, sep, slug = worker_id.rpartition("~")
+        if sep:
+            # Another user's path is a worker the caller cannot publish to: 404, as if missing.
+            self.require_self(user_id, owner)
+        with tempfile.TemporaryDirectory(dir=self.settings.data_dir) as tmp:
+            archive = Path(tmp) / "upload.zip"
+            with open(archive, "wb") as out:
+                size = 0
+                while chunk := upload.read(1 << 20):
+                    size += len(chunk)
+                    if size > MAX_ZIP_BYTES:
+                        raise InvalidInput(f"scraper_file is larger than {MAX_ZIP_BYTES >> 20} MB")
+                    out.write(chunk)
+            root = extract_zip(archive, Path(tmp) / "package")
+            return self.register(
+                user_id,
+                load_package(root),
+                slug=slug,
+                version=version,
+                title=title,
+                description=description,
+            )
+
+    def _keep_files(self, root: Path, user_id: int, slug: str) -> Path:
+        """A private copy of the package in a directory of its own, put in place whole.
+
+        Named by a fresh ULID, not the version: two registrations racing for one version can
+        never write into, or delete, each other's files.
+        """
+        dest = self.settings.packages_dir / str(user_id) / slug / str(ULID())
+        tmp = dest.with_name(f".{dest.name}")
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(dest, ignore_errors=True)  # left by a registration that died mid-way
         shutil.copytree(root, tmp, ignore=shutil.ignore_patterns("__pycache__", ".git", ".venv"))
         tmp.rename(dest)
         return dest
@@ -193,6 +260,19 @@ class Workers:
     def version(self, user_id: int, worker_id: str, version: str | None) -> WorkerVersion:
         """The version a run of ``worker_id`` gets (``None`` or ``latest``: the newest)."""
         worker, _ = self._find(user_id, worker_id)
+        return self.version_of(worker, version)
+
+    def version_for_rerun(self, user_id: int, worker_db_id: int, version: str) -> WorkerVersion:
+        """The version a rerun gets, if the worker is still the caller's or public."""
+        with self.db.session() as s:
+            worker = s.scalar(
+                select(Worker).where(
+                    Worker.id == worker_db_id,
+                    or_(Worker.user_id == user_id, Worker.public.is_(True)),
+                )
+            )
+        if worker is None:
+            raise NotFound("worker not found")
         return self.version_of(worker, version)
 
     def version_of(self, worker: Worker, version: str | None) -> WorkerVersion:

@@ -31,6 +31,8 @@ router = APIRouter(tags=["runs"])
 UserId = Annotated[int, Depends(caller)]
 #: How often a synchronous start looks at its run.
 SYNC_POLL_SECONDS = 0.25
+#: Unix seconds beyond any real date (year 33658) and inside every database's integer.
+MAX_TIME = 10**12
 
 
 class RunWindow(BaseModel):
@@ -107,8 +109,12 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, description="capped at 100")] = 20,
     worker_id: Annotated[str | None, Query(description="slug or owner~slug")] = None,
     status: Annotated[str | None, Query()] = None,
-    start_time: Annotated[int | None, Query(ge=0, description="unix seconds, inclusive")] = None,
-    end_time: Annotated[int | None, Query(ge=0, description="unix seconds, inclusive")] = None,
+    start_time: Annotated[
+        int | None, Query(ge=0, le=MAX_TIME, description="unix seconds, inclusive")
+    ] = None,
+    end_time: Annotated[
+        int | None, Query(ge=0, le=MAX_TIME, description="unix seconds, inclusive")
+    ] = None,
 ) -> JSONBytes:
     svc = services(request)
     window = Window.from_query(offset, limit, svc.settings.offset_mode)

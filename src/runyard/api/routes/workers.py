@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
 import anyio.to_thread
@@ -13,8 +11,7 @@ from runyard.api.auth import caller, optional_caller, services
 from runyard.api.envelope import JSONBytes, ok
 from runyard.api.routes.results import WorkerId
 from runyard.api.schemas import InputSchema, VersionRegistered, WorkerDetail, WorkerList, responses
-from runyard.services import InvalidInput, Window
-from runyard.services.packages import MAX_ZIP_BYTES, extract_zip, load_package
+from runyard.services import Window
 
 router = APIRouter(tags=["workers"])
 UserId = Annotated[int, Depends(caller)]
@@ -90,32 +87,14 @@ async def upload_version(
     version: Annotated[str | None, Form(description="Default: worker.json, else next")] = None,
 ) -> JSONBytes:
     svc = services(request)
-    owner, sep, slug = workerId.rpartition("~")
-    if sep:
-        # Another user's path is a worker the caller cannot publish to: 404, as if missing.
-        svc.workers.require_self(user_id, owner)
-
-    def register() -> dict[str, str]:
-        with tempfile.TemporaryDirectory(dir=svc.settings.data_dir) as tmp:
-            upload = Path(tmp) / "upload.zip"
-            with open(upload, "wb") as out:
-                size = 0
-                while chunk := scraper_file.file.read(1 << 20):
-                    size += len(chunk)
-                    if size > MAX_ZIP_BYTES:
-                        raise InvalidInput(
-                            f"scraper_file is larger than {MAX_ZIP_BYTES // 2**20} MB"
-                        )
-                    out.write(chunk)
-            root = extract_zip(upload, Path(tmp) / "package")
-            done = svc.workers.register(
-                user_id,
-                load_package(root),
-                slug=slug,
-                version=version,
-                title=title,
-                description=description,
-            )
-        return {"slug": done.slug, "version": done.version}
-
-    return ok(request, await anyio.to_thread.run_sync(register))
+    done = await anyio.to_thread.run_sync(
+        lambda: svc.workers.register_upload(
+            user_id,
+            workerId,
+            scraper_file.file,
+            version=version,
+            title=title,
+            description=description,
+        )
+    )
+    return ok(request, {"slug": done.slug, "version": done.version})
