@@ -14,7 +14,7 @@ import openpyxl
 import pytest
 
 from runyard.services import NotFound
-from runyard.services.ingest import RowIngestor
+from runyard.storage.ingest import RowIngestor
 from tests.conftest import Server, User
 
 FORMATS = {

@@ -37,18 +37,12 @@ def _free_port() -> int:
         return port
 
 
+SERVE = [sys.executable, "-m", "runyard", "serve"]
+
+
 def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runyard",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(port),
-        ],
+        [*SERVE, "--data-dir", str(data_dir), "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -119,6 +113,17 @@ def test_kill_9_mid_run_keeps_committed_rows_and_fails_the_run(tmp_path: Path):
         # The orphaned worker is gone too (it died on the broken channel, or was killed).
         time.sleep(0.5)
         assert not _alive(stuck.pid)
+
+        # A second server on the same data directory refuses to start: it would otherwise take
+        # the first one's live runs for orphans.
+        second = subprocess.run(
+            [*SERVE, "--data-dir", str(data_dir), "--port", str(_free_port())],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1
+        assert "another runyard serve is already executing runs" in second.stderr
     finally:
         server.terminate()
         server.wait(10)

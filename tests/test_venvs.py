@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runyard.execution.venvs import VenvBuilder
-from runyard.services.errors import InvalidInput
+from runyard.execution.venvs import RequirementsFailed, VenvBuilder
 
 
 def _run(python: str, code: str) -> subprocess.CompletedProcess[str]:
@@ -79,7 +78,7 @@ def test_no_requirements_means_the_servers_interpreter(
 
 def test_a_failed_install_says_why_and_leaves_nothing(tmp_path: Path) -> None:
     builder = VenvBuilder(tmp_path / "venvs")
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(RequirementsFailed) as caught:
         builder.python_for("six==999.0.0\n")
     assert caught.value.message == "requirements.txt could not be installed"
     details = caught.value.details or []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -48,8 +48,9 @@ class Settings(BaseSettings):
     max_row_bytes: int = Field(default=1024 * 1024, ge=1024)
     #: Log lines kept per run; past it one line says how many were dropped.
     run_log_max_lines: int = Field(default=20_000, ge=100)
-    #: Name of this executor; runs it owned are failed when it starts again.
-    executor_name: str = Field(default_factory=socket.gethostname)
+    #: Name of this executor; runs it owned are failed when it starts again. Default: a name
+    #: made once and kept in ``data_dir``, so it survives a new host name (containers).
+    executor_name: str | None = None
     #: Arguments given to ``pip install`` when a worker's ``requirements.txt`` is installed
     #: (e.g. ``--index-url ...`` for a private mirror).
     pip_args: list[str] = []
@@ -92,11 +93,7 @@ class Settings(BaseSettings):
         return self.data_dir / "runs"
 
     def resolved_secret_key(self) -> bytes:
-        """The link-signing key; created with owner-only permissions on first use.
-
-        Written whole to a private temporary file and then linked into place, so two processes
-        starting together agree on one key and none ever reads a half-written one.
-        """
+        """The link-signing key; made on first use and kept in ``data_dir/secret.key``."""
         key = self.secret_key.get_secret_value() if self.secret_key else self._stored_key()
         if len(key) < MIN_SECRET_CHARS:
             raise ValueError(
@@ -104,18 +101,28 @@ class Settings(BaseSettings):
             )
         return key.encode()
 
+    def resolved_executor_name(self) -> str:
+        return self.executor_name or self._stored(
+            "executor.id", lambda: f"local-{secrets.token_hex(6)}"
+        )
+
     def _stored_key(self) -> str:
-        path = self.data_dir / "secret.key"
+        return self._stored("secret.key", lambda: secrets.token_hex(32))
+
+    def _stored(self, name: str, make: Callable[[], str]) -> str:
+        """A value made once and kept in ``data_dir/name`` (owner-only), the same for every
+        process: written whole to a private file, then linked into place."""
+        path = self.data_dir / name
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".secret.key.{secrets.token_hex(8)}")
+            tmp = path.with_name(f".{name}.{secrets.token_hex(8)}")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 with os.fdopen(fd, "w") as f:
-                    f.write(secrets.token_hex(32))
+                    f.write(make())
                     f.flush()
                     os.fsync(f.fileno())
-                os.link(tmp, path)  # fails if another process won the race: use its key
+                os.link(tmp, path)  # fails if another process won the race: use its value
             except FileExistsError:
                 pass
             finally:

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from runyard.execution.local import ExecutorBusy
 from runyard.services import ServiceError, Services
 from runyard.services.packages import load_package
 from runyard.settings import Settings
@@ -130,6 +131,11 @@ def serve(
                 f"  .venv/bin/runyard runs import FILE.jsonl --user {LOCAL_USER} --worker my-data\n"
                 f"  curl -H {auth} {base}/api/v2/worker-runs/last/result\n"
             )
+    try:
+        svc.start()
+    except ExecutorBusy as exc:
+        svc.close()
+        _fail(str(exc))
     err.print(f"Runyard serving at {base}  (data: {settings.data_dir.resolve()})")
     uvicorn.run(
         create_app(svc),

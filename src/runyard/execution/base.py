@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Collection
+from typing import Any, Protocol
+
+from runyard.storage import Run
 
 
 class Executor(Protocol):
@@ -17,3 +20,23 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Stop taking runs and end the ones running here."""
+
+
+#: ``err_msg`` of a run that was aborted.
+ABORTED = "aborted by user"
+
+
+class RunStates(Protocol):
+    """The run records an executor reads and moves (``services.runs.Runs``)."""
+
+    def claim_next(self, executor: str) -> int | None: ...
+
+    def owned_by(self, executor: str, statuses: Collection[str]) -> list[Run]: ...
+
+    def status(self, run_id: int) -> str | None: ...
+
+    def set_pid(self, run_id: int, pid: int | None) -> None: ...
+
+    def transition(
+        self, run_id: int, status: str, *, only_from: Collection[str] = (), **values: Any
+    ) -> Run | None: ...

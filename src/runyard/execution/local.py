@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import shutil
 import threading
+from pathlib import Path
+from typing import IO
 
+from runyard.execution.base import ABORTED
 from runyard.execution.process import RunContext, RunProcess, is_run_process, kill_group
-from runyard.services.runs import ABORTED
 
 log = logging.getLogger("runyard.execution")
+
+
+class ExecutorBusy(RuntimeError):
+    """Another live process is this executor."""
+
 
 #: A dispatcher that missed a wake-up (another server made the run) still looks this often.
 POLL_SECONDS = 1.0
@@ -18,8 +26,10 @@ POLL_SECONDS = 1.0
 class LocalExecutor:
     """At most ``max_concurrent`` runs at once; the rest wait as ``ready``, oldest first."""
 
-    def __init__(self, ctx: RunContext, *, max_concurrent: int, name: str) -> None:
+    def __init__(self, ctx: RunContext, *, max_concurrent: int, name: str, lock_dir: Path) -> None:
         self.ctx = ctx
+        self.lock_path = lock_dir / f"executor-{name}.lock"
+        self._lock_file: IO[bytes] | None = None
         self.max_concurrent = max_concurrent
         self.name = name
         self._active: dict[int, RunProcess] = {}
@@ -30,6 +40,22 @@ class LocalExecutor:
         self._dispatcher: threading.Thread | None = None
 
     def start(self) -> None:
+        """Take this executor's lock, recover its orphans, then take runs.
+
+        The lock makes a second ``runyard serve`` on the same data directory refuse to start
+        instead of failing (and killing) the first one's runs as orphans.
+        """
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock_file = open(self.lock_path, "wb")  # noqa: SIM115 -- held for the executor's life
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.close()
+            raise ExecutorBusy(
+                f"another runyard serve is already executing runs as {self.name!r} from this "
+                "data directory"
+            ) from None
+        self._lock_file = lock_file
         self.recover()
         self._dispatcher = threading.Thread(
             target=self._dispatch, name="runyard-dispatcher", daemon=True
@@ -71,6 +97,9 @@ class LocalExecutor:
             proc.abort("server stopped")
         for thread in threads:
             thread.join(30)
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
     def _dispatch(self) -> None:
         while not self._stopping.is_set():

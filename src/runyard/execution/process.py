@@ -22,20 +22,20 @@ from pathlib import Path
 import orjson
 from sqlalchemy import select
 
+from runyard.execution.base import ABORTED, RunStates
 from runyard.runtime import BOOTSTRAP
-from runyard.services.ingest import RowIngestor
-from runyard.services.runlog import (
+from runyard.settings import Settings
+from runyard.storage import Database, RowStore, Run, WorkerVersion
+from runyard.storage.ingest import RowIngestor
+from runyard.storage.runlog import (
     DEBUG,
     ERROR,
     INFO,
     MAX_LINE_CHARS,
     WARN,
     LogWriter,
-    RunLogs,
+    RunLogStore,
 )
-from runyard.services.runs import ABORTED, Runs
-from runyard.settings import Settings
-from runyard.storage import Database, RowStore, Run, WorkerVersion
 
 log = logging.getLogger("runyard.execution")
 
@@ -101,8 +101,8 @@ class RunContext:
     settings: Settings
     db: Database
     rows: RowStore
-    runs: Runs
-    logs: RunLogs
+    runs: RunStates
+    logs: RunLogStore
 
 
 def _environment(run: Run, scratch: Path, input_path: Path, channel_fd: int) -> dict[str, str]:

@@ -26,8 +26,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from runyard.services.errors import InvalidInput
-
 #: Lines of pip's output a failed install reports.
 TAIL_LINES = 20
 _BIN = "bin"
@@ -37,6 +35,15 @@ _COMMENT = re.compile(r"(^|\s+)#.*$")
 
 class VenvBuildError(RuntimeError):
     """The server could not make a virtualenv at all (not the worker's fault)."""
+
+
+class RequirementsFailed(Exception):
+    """``pip install -r requirements.txt`` failed: the worker's fault; ``details`` says why."""
+
+    def __init__(self, message: str, details: list[str]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
 
 
 def normalise_requirements(requirements: str) -> str:
@@ -70,7 +77,7 @@ class VenvBuilder:
         """The interpreter for a worker with these requirements, building its venv if needed.
 
         No requirements (or only blanks and comments): the server's own interpreter. Raises
-        ``InvalidInput`` with pip's last lines when the requirements cannot be installed.
+        ``RequirementsFailed`` with pip's last lines when the requirements cannot be installed.
         """
         if requirements is None or not normalise_requirements(requirements):
             return sys.executable
@@ -126,7 +133,7 @@ class VenvBuilder:
         ]
         code, tail = self._run(command, tmp, progress)
         if code != 0:
-            raise InvalidInput("requirements.txt could not be installed", details=tail)
+            raise RequirementsFailed("requirements.txt could not be installed", tail)
         _point_scripts_at(tmp, target)
 
     def _run(

@@ -18,6 +18,7 @@ from runyard.services.runs import Runs
 from runyard.services.workers import Workers
 from runyard.settings import Settings
 from runyard.storage import Database, LocalFileStore, SqlRowStore
+from runyard.storage.runlog import RunLogStore
 
 
 class Services:
@@ -42,7 +43,8 @@ class Services:
             self.signer,
             threads=settings.export_threads,
         )
-        self.logs = RunLogs(self.db, self.runs, self.signer)
+        self.log_store = RunLogStore(self.db)
+        self.logs = RunLogs(self.log_store, self.runs, self.signer)
         self.workers = Workers(
             self.db, settings, VenvBuilder(settings.resolved_venvs_dir, settings.pip_args)
         )
@@ -55,15 +57,18 @@ class Services:
         )
         self.runs.on_change = self.callbacks.notify
         self.executor: Executor = LocalExecutor(
-            RunContext(settings, self.db, self.rows, self.runs, self.logs),
+            RunContext(settings, self.db, self.rows, self.runs, self.log_store),
             max_concurrent=settings.max_concurrent_runs,
-            name=settings.executor_name,
+            name=settings.resolved_executor_name(),
+            lock_dir=settings.data_dir / "locks",
         )
         self.launcher = Launcher(settings, self.runs, self.workers, self.executor)
         self._started = False
 
     def start(self) -> None:
         """Recover runs a dead server left behind, then execute runs and send callbacks."""
+        if self._started:
+            return
         self.executor.start()
         self.callbacks.start()
         self._started = True

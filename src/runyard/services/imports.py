@@ -18,9 +18,9 @@ from typing import Any, Literal, TextIO
 import orjson
 
 from runyard.services.errors import InvalidInput
-from runyard.services.ingest import RowIngestor, parse_row
 from runyard.services.runs import IMPORT_VERSION, Runs
 from runyard.storage import Database, RowStore
+from runyard.storage.ingest import RowIngestor, parse_row
 
 ImportFormat = Literal["json", "jsonl", "csv"]
 #: One parsed row: (line number, stored text, decoded object).

@@ -6,11 +6,11 @@ from typing import Any
 
 import orjson
 
-from runyard.execution.base import Executor
+from runyard.execution.base import ABORTED, Executor
 from runyard.services.callbacks import check_callback_url, status_payload
 from runyard.services.errors import InvalidInput, WrongState
 from runyard.services.inputs import validate_run_input
-from runyard.services.runs import ABORTED, FINISHED, Runs
+from runyard.services.runs import FINISHED, Runs
 from runyard.services.workers import Workers
 from runyard.settings import Settings
 from runyard.storage import Run

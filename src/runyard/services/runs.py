@@ -15,8 +15,6 @@ from runyard.services.packages import SLUG_RE
 from runyard.storage import Database, RawQuery, Run, User, Worker
 
 FINISHED = frozenset({"succeeded", "failed"})
-#: ``err_msg`` of a run that was aborted.
-ABORTED = "aborted by user"
 #: The ``version`` of runs made by ``runyard runs import``.
 IMPORT_VERSION = "import"
 #: ``GET /worker-runs/last/...`` names the caller's newest run this way.

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from ulid import ULID
 
-from runyard.execution.venvs import VenvBuilder
+from runyard.execution.venvs import RequirementsFailed, VenvBuilder
 from runyard.services.errors import InvalidInput, NotFound, VersionNotFound
 from runyard.services.inputs import schema_properties, system_defaults
 from runyard.services.packages import (
@@ -153,7 +153,10 @@ class Workers:
                 )
             ):
                 raise _exists(slug, version)
-        python = self.venvs.python_for(package.requirements, on_progress=on_progress)
+        try:
+            python = self.venvs.python_for(package.requirements, on_progress=on_progress)
+        except RequirementsFailed as exc:
+            raise InvalidInput(exc.message, exc.details) from None
         path = self._keep_files(package.root, user_id, slug)
         now = time.time()
         try:

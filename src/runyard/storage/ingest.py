@@ -12,7 +12,9 @@ from typing import Any
 import orjson
 from sqlalchemy import select, update
 
-from runyard.storage import Database, RowStore, Run
+from runyard.storage.database import Database
+from runyard.storage.models import Run
+from runyard.storage.rowstore import RowStore
 
 DEFAULT_BATCH = 2000
 
