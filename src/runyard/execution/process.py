@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import resource
 import selectors
 import shutil
 import signal
@@ -105,9 +104,11 @@ class RunContext:
     logs: RunLogStore
 
 
-def _environment(run: Run, scratch: Path, input_path: Path, channel_fd: int) -> dict[str, str]:
+def _environment(
+    run: Run, scratch: Path, input_path: Path, channel_fd: int, memory_mb: int | None
+) -> dict[str, str]:
     # Built from nothing: the worker never sees the server's secrets or database URL.
-    return {
+    env = {
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
         "HOME": str(scratch),
         "TMPDIR": str(scratch / "tmp"),
@@ -118,6 +119,9 @@ def _environment(run: Run, scratch: Path, input_path: Path, channel_fd: int) -> 
         "RUNYARD_INPUT": str(input_path),
         "RUNYARD_RUN_ID": run.slug,
     }
+    if memory_mb:
+        env["RUNYARD_MEMORY_MB"] = str(memory_mb)
+    return env
 
 
 def kill_group(pid: int) -> None:
@@ -188,14 +192,14 @@ class RunProcess:
         input_path.write_text(run.input, encoding="utf-8")
         system = orjson.loads(run.system)
         timeout = int(system.get("execute_limit_time_seconds") or settings.run_timeout_seconds)
-        memory_mb = system.get("memory")
+        memory_mb: int | None = system.get("memory")
 
         read_fd, write_fd = os.pipe()
         try:
             proc = subprocess.Popen(
                 [version.python, BOOTSTRAP, "main.py"],
                 cwd=work,
-                env=_environment(run, scratch, input_path, write_fd),
+                env=_environment(run, scratch, input_path, write_fd, memory_mb),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -210,10 +214,6 @@ class RunProcess:
             os.close(write_fd)
         self.pid = proc.pid
         self.ctx.runs.set_pid(self.run_id, proc.pid)
-        if memory_mb:
-            limit = int(memory_mb) * 1024 * 1024
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                resource.prlimit(proc.pid, resource.RLIMIT_AS, (limit, limit))
         logs.write(INFO, f"started {run.slug}: version {run.version}, pid {proc.pid}")
 
         ingest = RowIngestor(self.ctx.db, self.ctx.rows, self.run_id)

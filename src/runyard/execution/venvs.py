@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import fcntl
 import hashlib
+import os
 import platform
 import re
 import secrets
@@ -31,6 +32,17 @@ TAIL_LINES = 20
 _BIN = "bin"
 #: pip's own rule: a comment starts at a "#" that begins the line or follows whitespace.
 _COMMENT = re.compile(r"(^|\s+)#.*$")
+
+
+def pip_environment() -> dict[str, str]:
+    """pip runs the packages' build code: it gets what it needs to reach an index, not the
+    server's secrets or database URL (which may sit in its environment)."""
+    keep = ("PATH", "HOME", "LANG", "TMPDIR", "PIP_", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name.upper().startswith(keep) and not name.startswith("RUNYARD_")
+    }
 
 
 class VenvBuildError(RuntimeError):
@@ -143,6 +155,7 @@ class VenvBuilder:
         proc = subprocess.Popen(
             command,
             cwd=cwd,
+            env=pip_environment(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -75,10 +75,21 @@ def _worker_traceback(exc: BaseException) -> types.TracebackType | None:
     return tb
 
 
+def _limit_memory(megabytes: str | None) -> None:
+    """Apply the run's memory limit before any of the worker's code runs (hard limit too, so
+    the worker cannot raise it back)."""
+    if megabytes and megabytes.isdigit():
+        import resource
+
+        limit = int(megabytes) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
 def main() -> None:
     if len(sys.argv) < 2:
         sys.stderr.write("usage: bootstrap.py main.py [args...]\n")
         sys.exit(2)
+    _limit_memory(os.environ.get("RUNYARD_MEMORY_MB"))
     worker_dir = os.getcwd()
     sys.path[:] = [entry for entry in sys.path if not _same_dir(entry, HERE)]
     sys.path.insert(0, worker_dir)

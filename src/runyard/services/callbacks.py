@@ -42,6 +42,7 @@ from ulid import ULID
 
 from runyard import __version__
 from runyard.services.errors import InvalidInput, NotFound
+from runyard.services.runs import FINISHED, run_duration
 from runyard.storage import Database, Run, User
 from runyard.storage.models import CallbackDelivery
 
@@ -62,7 +63,6 @@ _MAX_BACKOFF_EXPONENT = 30
 
 #: ``runs.FINISHED``, restated: ``runs`` may build the synchronous reply with ``status_payload``, so
 #: importing it here would make the two modules import each other.
-_FINISHED = frozenset({"succeeded", "failed"})
 _ALLOWED_SCHEMES = frozenset({"http", "https"})
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
@@ -192,14 +192,9 @@ def _plural(count: int, noun: str) -> str:
 
 def status_payload(run: Run, *, now: float | None = None) -> dict[str, Any]:
     """The §5 callback body; the synchronous run reply (§3) is made of the same fields."""
-    if run.started_at == 0:
-        duration = 0
-    elif run.finished_at:
-        duration = run.finished_at - run.started_at
-    else:
-        duration = max(0, int(time.time() if now is None else now) - run.started_at)
+    duration = run_duration(run, time.time() if now is None else now)
     error = run.err_msg or ""
-    if run.status not in _FINISHED:
+    if run.status not in FINISHED:
         message = ""
     elif run.status == "succeeded":
         message = f"succeeded with {_plural(run.results, 'result')}"

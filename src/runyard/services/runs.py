@@ -53,13 +53,16 @@ def new_slug() -> str:
     return str(ULID())
 
 
-def record(run: Run, worker: Worker, now: float) -> RunRecord:
+def run_duration(run: Run, now: float) -> int:
+    """Seconds run so far, or in total once finished."""
     if run.started_at == 0:
-        duration = 0
-    elif run.finished_at:
-        duration = run.finished_at - run.started_at
-    else:
-        duration = max(0, int(now) - run.started_at)
+        return 0
+    if run.finished_at:
+        return run.finished_at - run.started_at
+    return max(0, int(now) - run.started_at)
+
+
+def record(run: Run, worker: Worker, now: float) -> RunRecord:
     return RunRecord(
         slug=run.slug,
         scraper_slug=worker.slug,
@@ -72,7 +75,7 @@ def record(run: Run, worker: Worker, now: float) -> RunRecord:
         origin=run.origin,
         started_at=run.started_at,
         finished_at=run.finished_at,
-        duration=duration,
+        duration=run_duration(run, now),
         err_msg=run.err_msg or "",
     )
 

@@ -57,10 +57,6 @@ class RowIngestor:
         #: Built on the first upsert with that field, so plain pushes pay nothing.
         self._indexes: dict[str, dict[bytes, int]] = {}
 
-    @property
-    def pending(self) -> bool:
-        return bool(self._pending or self._replaced)
-
     def add(self, text: str, row: dict[str, Any]) -> None:
         """Queue one row: ``text`` is stored verbatim, ``row`` is its decoded form."""
         self._track_columns(row)
