@@ -6,6 +6,7 @@ Every refusal is one line on stderr and exit code 1 — never a traceback.
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -136,6 +137,12 @@ def serve(
     except ExecutorBusy as exc:
         svc.close()
         _fail(str(exc))
+    if os.geteuid() == 0:
+        err.print(
+            "[yellow]warning:[/yellow] serving as root: worker processes run as root too "
+            "(see docs/workers.md, Trust)",
+            markup=True,
+        )
     err.print(f"Runyard serving at {base}  (data: {settings.data_dir.resolve()})")
     uvicorn.run(
         create_app(svc),
