@@ -40,6 +40,9 @@ log = logging.getLogger("runyard.execution")
 
 #: Rows become visible at least this often while a worker keeps pushing.
 FLUSH_SECONDS = 0.2
+#: Rows per commit at most; a fast worker fills it between two timed flushes, and every commit
+#: costs about as much as thousands of inserts.
+RUN_BATCH = 10_000
 #: How often a run checks the database for an abort asked through another server.
 ABORT_POLL_SECONDS = 1.0
 #: After the worker's main process ends, how long its leftovers may keep the pipes open.
@@ -216,7 +219,7 @@ class RunProcess:
         self.ctx.runs.set_pid(self.run_id, proc.pid)
         logs.write(INFO, f"started {run.slug}: version {run.version}, pid {proc.pid}")
 
-        ingest = RowIngestor(self.ctx.db, self.ctx.rows, self.run_id)
+        ingest = RowIngestor(self.ctx.db, self.ctx.rows, self.run_id, batch_size=RUN_BATCH)
         reason = self._pump(proc, read_fd, ingest, logs, time.monotonic() + timeout)
         ingest.flush()
         if self.rejected:
@@ -352,7 +355,19 @@ class RunProcess:
 
     def _lines(self, name: str, lines: list[bytes], ingest: RowIngestor, logs: LogWriter) -> None:
         if name == "channel":
+            limit = self.ctx.settings.max_row_bytes
+            add = ingest.add
             for line in lines:
+                # The hot path, inline: a row line whose text is a JSON object within the limit.
+                if line[:2] == b"R " and len(line) - 2 <= limit:
+                    body = line[2:]
+                    try:
+                        row = orjson.loads(body)
+                    except orjson.JSONDecodeError:
+                        row = None
+                    if type(row) is dict:
+                        add(body.decode(), row)
+                        continue
                 try:
                     self._message(line, ingest, logs)
                 except (ValueError, TypeError, AttributeError) as exc:

@@ -59,11 +59,13 @@ class RowIngestor:
 
     def add(self, text: str, row: dict[str, Any]) -> None:
         """Queue one row: ``text`` is stored verbatim, ``row`` is its decoded form."""
-        self._track_columns(row)
-        seq = self.count + len(self._pending)
-        for field, index in self._indexes.items():
-            if field in row:
-                index.setdefault(_marker(row[field]), seq)
+        if not row.keys() <= self._seen:  # a set comparison in C: most rows add no column
+            self._track_columns(row)
+        if self._indexes:
+            seq = self.count + len(self._pending)
+            for field, index in self._indexes.items():
+                if field in row:
+                    index.setdefault(_marker(row[field]), seq)
         self._pending.append(text)
         if len(self._pending) >= self.batch_size:
             self.flush()
