@@ -39,7 +39,8 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import write_jsonl
 from results import PY, RUNYARD, _cli, _port, _wait_up, machine
-from runyard.execution.process import BOOTSTRAP, RunContext, RunProcess
+from runyard.execution.process import RunContext, RunProcess
+from runyard.runtime import BOOTSTRAP
 from runyard.services import Services
 from runyard.services.packages import load_package
 from runyard.services.runs import FINISHED
@@ -307,8 +308,9 @@ def profile_parent(src: Path, rows: int) -> tuple[float, pstats.Stats]:
             ry.uid, "bench-pipe", input={"parameters": {"custom": {"rows": rows}}}
         )
         assert ry.svc.runs.claim_next("bench-profile") == run_id
-        svc = ry.svc
-        proc = RunProcess(RunContext(svc.settings, svc.db, svc.rows, svc.runs, svc.logs), run_id)
+        # The very context the server's executor runs with (it is not started here).
+        ctx: RunContext = ry.svc.executor.ctx  # type: ignore[attr-defined]
+        proc = RunProcess(ctx, run_id)
         profiler = cProfile.Profile()
         started = time.perf_counter()
         profiler.runcall(proc.execute)
@@ -357,7 +359,8 @@ def parent_parts(prof: Profile) -> dict[str, float]:
     commit = prof.own("<method 'commit' of 'sqlite3.Connection' objects>")
     pump = prof.cumulative("process.py:_pump")
     add = prof.cumulative("ingest.py:add")
-    row = prof.cumulative("process.py:_row")
+    # Each row is decoded twice over: its JSON to a dict, its bytes to the stored str.
+    decode = prof.own("<orjson.loads>") + prof.own("<method 'decode' of 'bytes' objects>")
     # ``flush`` runs from three places: ``add`` (a full batch), the pump's 0.2 s timer, and
     # once after the pump; each is taken out of its caller so no second is counted twice.
     from_add = prof.cumulative("ingest.py:flush", "ingest.py:add")
@@ -366,13 +369,13 @@ def parent_parts(prof: Profile) -> dict[str, float]:
     return {
         "sqlite3 `executemany` (the inserts themselves)": inserts,
         "sqlite3 `commit`": commit,
-        "SQLAlchemy around them (`insert()` of row dicts, compile, binds, begin, update run)": (
+        "around them in `RowIngestor.flush` (parameters, SQLAlchemy, begin, the run's count)": (
             flush - inserts - commit
         ),
-        "row checks and decode (`_row`: size, `orjson.loads`, type)": row,
-        "queueing (`RowIngestor.add`, `_track_columns`)": add - from_add,
-        "channel read, line split, dispatch, log flush (rest of `_pump`)": (
-            pump - row - add - from_pump
+        "row decode (`orjson.loads`, `bytes.decode`)": decode,
+        "queueing (`RowIngestor.add`)": add - from_add,
+        "channel read, line split, row checks, dispatch, log flush (rest of `_pump`)": (
+            pump - decode - add - from_pump
         ),
         "setup and teardown (package copy, spawn, wait, finish)": (
             prof.total - pump - from_execute
@@ -477,11 +480,14 @@ def scrapyd_venv() -> Path:
     print(f"installing {', '.join(SCRAPYD_PINS)} into {SCRAPYD_VENV} …", flush=True)
     shutil.rmtree(SCRAPYD_VENV, ignore_errors=True)
     subprocess.run([PY, "-m", "venv", str(SCRAPYD_VENV)], check=True)
-    subprocess.run(
+    pip = subprocess.run(
         [SCRAPYD_VENV / "bin" / "python", "-m", "pip", "install", "--quiet", *SCRAPYD_PINS],
-        check=True,
-        stderr=subprocess.DEVNULL,  # pip's warnings about this machine's extra index locations
+        capture_output=True,
+        text=True,
     )
+    # Shown only on failure: pip can warn at length about a machine's index settings.
+    if pip.returncode:
+        sys.exit(f"installing Scrapyd failed:\n{pip.stderr}")
     marker.write_text(pins)
     return SCRAPYD_VENV / "bin"
 
@@ -578,11 +584,27 @@ def latency(skip: set[str], runs: int) -> dict[str, Any]:
 # --- the report -------------------------------------------------------------------------------
 
 
+def code_version() -> str:
+    """The commit measured, and whether src/ differed from it (others edit the same tree)."""
+    root = HERE.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "src"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown (no git)"
+    return f"commit {head}" + (" with uncommitted changes in src/" if dirty else "")
+
+
 def report(rows: int, ing: dict[str, Any] | None, brk: dict[str, Any] | None, lat: Any) -> str:
     lines = [
         "# Worker run benchmarks",
         "",
         f"Machine: {machine()}.",
+        f"Code: {code_version()}.",
         f"Data: {rows:,} rows from `benchmarks/_data.py` (the rows of RESULTS.md), about 755 "
         "bytes each as compact JSON, 15 fields, 3 of them nested (two lists, one object)."
         if ing
@@ -631,11 +653,12 @@ def report(rows: int, ing: dict[str, Any] | None, brk: dict[str, Any] | None, la
             f"| {brk['pipe_s']:.2f} | {n / brk['pipe_s']:,.0f} |",
             f"| raw `sqlite3` (baseline) | {brk['raw_s']:.2f} | {n / brk['raw_s']:,.0f} |",
             "",
-            "The worker and the parent are two processes on two cores, so a run goes at about "
-            "the slower of the two. The parent's own time, from cProfile of that ready-made-"
-            f"lines run executed in the profiling thread ({brk['profiled_s']:.2f} s under the "
-            "profiler, which inflates per-call costs; shares are of the profiled "
-            f"{brk['profile_total']:.2f} s):",
+            "The worker and the parent are two processes on the machine's two cores, each busy "
+            "for most of a row's time, so a full run is slower than either side alone: it is "
+            "bounded by the slower side and by the two sides' CPU time added up, halved. The "
+            "parent's own time, from cProfile of the ready-made-lines run executed in this "
+            f"process ({brk['profiled_s']:.2f} s under the profiler, which inflates per-call "
+            f"costs; shares are of the profiled {brk['profile_total']:.2f} s):",
             "",
             "| part of the parent | seconds | share |",
             "|---|---:|---:|",
@@ -702,11 +725,13 @@ def main() -> None:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma-separated: ingest, breakdown (always, else only when the ratio misses), "
-        "latency, scrapyd",
+        help="comma-separated parts to leave out: ingest, breakdown (run only when the ingest "
+        "ratio misses its target), latency, scrapyd (the latency baseline)",
     )
     parser.add_argument("--rounds", type=int, default=INGEST_ROUNDS, help="Runyard ingest runs")
-    parser.add_argument("--breakdown", action="store_true", help="even when the ratio meets")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="run the breakdown even when the ratio meets"
+    )
     parser.add_argument("--runs", type=int, default=LATENCY_RUNS, help="latency samples a side")
     parser.add_argument("--output", type=Path, default=HERE / "WORKERS.md")
     args = parser.parse_args()

@@ -7,6 +7,7 @@ task in the scale-out mode), and it holds everything that decides a run's outcom
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import selectors
@@ -48,6 +49,9 @@ ABORT_POLL_SECONDS = 1.0
 #: After the worker's main process ends, how long its leftovers may keep the pipes open.
 EXIT_GRACE_SECONDS = 2.0
 _READ = 1 << 20
+#: ``fcntl.F_SETPIPE_SZ`` (Linux; named in the module from Python 3.10 on some builds only).
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+PIPE_BYTES = 1 << 20
 #: A channel line carries a row plus its tag and, for an upsert, its key.
 _ENVELOPE_BYTES = 4096
 #: Longest stdout/stderr line read whole (UTF-8 can take 4 bytes a character).
@@ -65,34 +69,28 @@ class _LineBuffer:
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
-        self.data = bytearray()
+        self.rest = b""
         self.skipping = False
 
     def feed(self, chunk: bytes) -> tuple[list[bytes], bytes | None]:
-        data = self.data
-        data += chunk
-        lines: list[bytes] = []
-        start = 0
-        while (end := data.find(b"\n", start)) >= 0:
-            if self.skipping:
-                self.skipping = False
-            else:
-                lines.append(bytes(data[start:end]))
-            start = end + 1
-        del data[:start]
+        lines = (self.rest + chunk).split(b"\n")
+        self.rest = lines.pop()
+        if self.skipping and lines:
+            del lines[0]  # the end of the over-long line
+            self.skipping = False
         cut = None
         if self.skipping:
-            data.clear()
-        elif len(data) > self.cap:
-            cut = bytes(data[: self.cap])
-            data.clear()
+            self.rest = b""
+        elif len(self.rest) > self.cap:
+            cut = self.rest[: self.cap]
+            self.rest = b""
             self.skipping = True
         return lines, cut
 
     def close(self) -> list[bytes]:
         """The last, unterminated line."""
-        rest = [] if self.skipping or not self.data else [bytes(self.data)]
-        self.data.clear()
+        rest = [] if self.skipping or not self.rest else [self.rest]
+        self.rest = b""
         return rest
 
 
@@ -198,6 +196,9 @@ class RunProcess:
         memory_mb: int | None = system.get("memory")
 
         read_fd, write_fd = os.pipe()
+        with contextlib.suppress(OSError):
+            # Room for about a thousand rows, so the worker rarely waits for the parent (Linux).
+            fcntl.fcntl(write_fd, F_SETPIPE_SZ, PIPE_BYTES)
         try:
             proc = subprocess.Popen(
                 [version.python, BOOTSTRAP, "main.py"],
