@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runyard.api.auth import caller, services
 from runyard.api.envelope import JSONBytes, ok
+from runyard.api.paging import PageWindow
 from runyard.api.routes.results import RunId, WorkerId, envelope_bytes, result_page
 from runyard.api.schemas import (
     Empty,
@@ -105,8 +106,7 @@ async def start_run(
 def list_runs(
     request: Request,
     user_id: UserId,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, description="capped at 100")] = 20,
+    window: PageWindow,
     worker_id: Annotated[str | None, Query(description="slug or owner~slug")] = None,
     status: Annotated[str | None, Query()] = None,
     start_time: Annotated[
@@ -116,9 +116,7 @@ def list_runs(
         int | None, Query(ge=0, le=MAX_TIME, description="unix seconds, inclusive")
     ] = None,
 ) -> JSONBytes:
-    svc = services(request)
-    window = Window.from_query(offset, limit, svc.settings.offset_mode)
-    count, records = svc.runs.list_runs(
+    count, records = services(request).runs.list_runs(
         user_id,
         offset=window.start,
         limit=window.size,

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 
 from runyard.api.auth import caller, optional_caller, services
 from runyard.api.envelope import JSONBytes, ok
+from runyard.api.paging import PageWindow
 from runyard.api.routes.results import WorkerId
 from runyard.api.schemas import InputSchema, VersionRegistered, WorkerDetail, WorkerList, responses
-from runyard.services import Window
 
 router = APIRouter(tags=["workers"])
 UserId = Annotated[int, Depends(caller)]
@@ -26,13 +26,10 @@ UserId = Annotated[int, Depends(caller)]
 def list_workers(
     request: Request,
     user_id: UserId,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, description="capped at 100")] = 20,
+    window: PageWindow,
     keyword: Annotated[str | None, Query(description="matches title, slug or path")] = None,
 ) -> JSONBytes:
-    svc = services(request)
-    window = Window.from_query(offset, limit, svc.settings.offset_mode)
-    count, workers = svc.workers.list_workers(
+    count, workers = services(request).workers.list_workers(
         user_id, offset=window.start, limit=window.size, keyword=keyword
     )
     return ok(
