@@ -25,7 +25,6 @@ from runyard.api.schemas import (
     SyncRun,
     responses,
 )
-from runyard.services import Window
 from runyard.services.runs import LAST
 
 router = APIRouter(tags=["runs"])
@@ -57,7 +56,6 @@ async def _reply(request: Request, user_id: int, run_id: int, slug: str, body: R
     if body.is_async:
         return ok(request, {"run_slug": slug})
     svc = services(request)
-    Window.from_query(body.offset, body.limit, svc.settings.offset_mode)  # validate before waiting
     deadline = time.monotonic() + svc.settings.sync_wait_seconds
     while True:
         finished, status = await anyio.to_thread.run_sync(svc.launcher.outcome, run_id)
