@@ -136,3 +136,20 @@ def _alive(pid: int) -> bool:
         return False
     state = Path(f"/proc/{pid}/stat").read_text().split()[2]
     return state != "Z"
+
+
+def test_orphans_are_found_by_their_run_id_when_no_pid_was_stored():
+    from runyard.execution.process import kill_group, run_processes
+
+    orphan = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        env={**os.environ, "RUNYARD_RUN_ID": "01ORPHANRUN0000000000000000"},
+        start_new_session=True,
+    )
+    try:
+        assert run_processes("01ORPHANRUN0000000000000000") == [orphan.pid]
+        assert run_processes("01SOMEOTHERRUN000000000000") == []
+        kill_group(orphan.pid)
+        assert orphan.wait(10) == -9
+    finally:
+        orphan.kill()

@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import IO
 
 from runyard.execution.base import ABORTED
-from runyard.execution.process import RunContext, RunProcess, is_run_process, kill_group
+from runyard.execution.process import (
+    RunContext,
+    RunProcess,
+    is_run_process,
+    kill_group,
+    run_processes,
+)
 
 log = logging.getLogger("runyard.execution")
 
@@ -66,8 +72,11 @@ class LocalExecutor:
         """Fail the runs a dead life of this executor left ``running``; their rows stay."""
         orphans = self.ctx.runs.owned_by(self.name, ("running", "aborting"))
         for run in orphans:
-            if run.pid is not None and is_run_process(run.pid, run.slug):
-                kill_group(run.pid)
+            # No stored pid: the server died between starting the process and recording it.
+            pids = [run.pid] if run.pid is not None else run_processes(run.slug)
+            for pid in pids:
+                if is_run_process(pid, run.slug):
+                    kill_group(pid)
             err = ABORTED if run.status == "aborting" else "server restarted"
             self.ctx.runs.transition(
                 run.id, "failed", only_from=("running", "aborting"), err_msg=err

@@ -140,6 +140,12 @@ def is_run_process(pid: int, run_slug: str) -> bool:
     return f"RUNYARD_RUN_ID={run_slug}".encode() in environ.split(b"\0")
 
 
+def run_processes(run_slug: str) -> list[int]:
+    """Every live process of a run, found by its environment (when its pid was never stored)."""
+    pids = (int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit())
+    return [pid for pid in pids if is_run_process(pid, run_slug)]
+
+
 class RunProcess:
     """Executes one claimed (``running``) run to its end; ``abort`` may come from any thread."""
 
