@@ -331,3 +331,13 @@ def test_workers_add_names_every_problem_of_a_bad_package(data_dir: Path, tmp_pa
     code, out, err = cli(data_dir, "workers", "add", str(package), "--user", "alice")
     assert code == 1 and out == ""
     assert "main.py" in err and "output_schema.json" in err and "input_schema.json" in err
+
+
+def test_workers_add_takes_a_zip(data_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    package = _package(tmp_path / "zipped-hello")
+    archive = shutil.make_archive(str(tmp_path / "zipped-hello"), "zip", package)
+    code, out, err = cli(data_dir, "workers", "add", archive, "--user", "alice")
+    assert code == 0, err
+    assert out.strip() == "zipped-hello 1.0.0"

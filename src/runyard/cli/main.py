@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -188,16 +189,20 @@ def workers_add(
     data_dir: DataDir = None,
 ) -> None:
     """Register a worker package as a new version; prints `slug version` on stdout."""
-    with _services(data_dir) as svc:
-        user_id = svc.accounts.user_id(user)
-        with err.status(f"registering {directory.name}…") as status:
-            reg = svc.workers.register(
-                user_id,
-                load_package(directory),
-                slug=slug,
-                version=version,
-                on_progress=status.update,
-            )
+    with (
+        _services(data_dir) as svc,
+        tempfile.TemporaryDirectory() as tmp,
+        err.status(f"registering {directory.name}…") as status,
+    ):
+        # A ZIP is unpacked into a directory named after it (unless it holds one directory).
+        package = load_package(directory, extract_to=Path(tmp) / directory.stem)
+        reg = svc.workers.register(
+            svc.accounts.user_id(user),
+            package,
+            slug=slug,
+            version=version,
+            on_progress=status.update,
+        )
     err.print(f"registered worker {reg.slug} {reg.version} for {user}")
     out.print(f"{reg.slug} {reg.version}")
 
