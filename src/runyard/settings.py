@@ -7,11 +7,22 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_CHARS = 32
+
+
+class ProxyRegion(BaseModel):
+    """One proxy region of ``RUNYARD_PROXIES``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Shown by ``GET /proxy/region``; a mapping of language code to name for several languages.
+    name: str | dict[str, str]
+    urls: list[str] = Field(min_length=1)
 
 
 class Settings(BaseSettings):
@@ -58,6 +69,16 @@ class Settings(BaseSettings):
     #: every version (and every server) pointing here; default ``data_dir/venvs``.
     venvs_dir: Path | None = None
 
+    # --- tasks, schedules, proxies ---------------------------------------------------------
+    #: Time zone schedules fire in (an IANA name).
+    timezone: str = "UTC"
+    #: How often the scheduler looks for due schedules.
+    schedule_poll_seconds: float = Field(default=5, gt=0)
+    #: Proxies per region code, e.g. ``{"US": {"name": "United States",
+    #: "urls": ["http://user:pass@proxy.example:8080"]}}``; a run with
+    #: ``parameters.system.proxy_region`` gets one of the region's URLs in its environment.
+    proxies: dict[str, ProxyRegion] = {}
+
     # --- callbacks ---------------------------------------------------------------------------
     #: Allow callbacks to private, loopback and link-local addresses (refused by default).
     callback_allow_private: bool = False
@@ -67,6 +88,17 @@ class Settings(BaseSettings):
     callback_backoff_seconds: float = Field(default=60, gt=0)
     #: How long one delivery waits for the receiver's answer.
     callback_timeout_seconds: float = Field(default=10, gt=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name like Europe/Paris)"
+            ) from None
+        return value
 
     @property
     def resolved_database_url(self) -> str:

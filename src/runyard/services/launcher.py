@@ -38,6 +38,7 @@ class Launcher:
         version: str | None = None,
         callback_url: str | None = None,
         origin: str = "openapi",
+        task_id: int | None = None,
     ) -> tuple[int, str]:
         """Validate and queue a run of ``worker_id``; ``(run id, run slug)``."""
         found = self.workers.version(user_id, worker_id, version)
@@ -55,7 +56,7 @@ class Launcher:
             ) from None
         system = orjson.dumps(run_input.system).decode()
         return self._queue(
-            user_id, found.worker_id, found.version, custom, system, callback_url, origin
+            user_id, found.worker_id, found.version, custom, system, callback_url, origin, task_id
         )
 
     def rerun(
@@ -85,6 +86,7 @@ class Launcher:
         system: str,
         callback_url: str | None,
         origin: str,
+        task_id: int | None = None,
     ) -> tuple[int, str]:
         run_id, slug = self.runs.create(
             user_id,
@@ -95,6 +97,7 @@ class Launcher:
             input=input,
             system=system,
             callback_url=callback_url,
+            task_id=task_id,
         )
         self.executor.submit(run_id)
         return run_id, slug

@@ -164,9 +164,11 @@ class Runs:
         input: str = "{}",
         system: str = "{}",
         callback_url: str | None = None,
+        task_id: int | None = None,
     ) -> tuple[int, str]:
         now = time.time()
         run = Run(
+            task_id=task_id,
             input=input,
             system=system,
             callback_url=callback_url,

@@ -40,6 +40,12 @@ class User(Base):
     created_at: Mapped[float] = mapped_column(Float)
     #: Signs callback deliveries (``X-Runyard-Signature``); made on first use.
     webhook_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: Remaining credit as a decimal string; null: no credit is kept (runs are not refused).
+    credit: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: Price of one CPU-second as a decimal string; null: runs cost nothing.
+    price_per_cpu_second: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: Runs of this user that may be ``ready``/``running`` at once; null: no limit.
+    max_concurrent_runs: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ApiKey(Base):
@@ -126,6 +132,12 @@ class Run(Base):
     #: executor fails its own orphaned runs and kills what is left of their process groups.
     executor: Mapped[str | None] = mapped_column(String(128), nullable=True)
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: CPU seconds (user + system) the run's process used; ``usage`` is this times the price.
+    cpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    #: The saved task that started the run, if one did.
+    task_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tasks.id", ondelete="SET NULL"), nullable=True, index=True
+    )
 
 
 class Export(Base):
@@ -151,6 +163,38 @@ class Export(Base):
     created_at: Mapped[float] = mapped_column(Float)
     #: The latest expiry of any link handed out for this export: past it, the file is swept.
     links_expire_at: Mapped[int] = mapped_column(Integer, index=True)
+
+
+class Task(Base):
+    """A saved run configuration (spec §6), optionally on a schedule."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_user_created", "user_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(26), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str] = mapped_column(Text, default="")
+    #: A registered version, or null for the newest at each run.
+    version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: The run input as given: ``{"parameters": {"custom": …, "system": …}}`` (JSON text).
+    input: Mapped[str] = mapped_column(Text, default="{}")
+    run_times: Mapped[int] = mapped_column(Integer, default=0)
+    last_run_id: Mapped[str | None] = mapped_column(String(26), nullable=True)
+    schedule_enabled: Mapped[int] = mapped_column(Integer, default=0)
+    #: 1 daily, 2 weekly, 3 monthly, 4 once.
+    schedule_type: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    schedule_time: Mapped[str | None] = mapped_column(String(5), nullable=True)
+    schedule_weekday: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    schedule_day: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    schedule_once_date: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    #: When the schedule fires next (unix seconds); null when it will not. Claimed by a
+    #: compare-and-set on this value, so each occurrence fires once however many servers run.
+    next_fire_at: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
 
 
 class CallbackDelivery(Base):
