@@ -14,7 +14,7 @@ from runyard import __version__
 from runyard.api import errors
 from runyard.api.auth import document_security
 from runyard.api.request_id import RequestIdMiddleware
-from runyard.api.routes import files, results, runs, workers
+from runyard.api.routes import account, files, proxy, results, runs, tasks, workers
 from runyard.services import Services
 
 API_PREFIX = "/api/v2"
@@ -52,13 +52,17 @@ def create_app(svc: Services) -> FastAPI:
     app.state.services = svc
     # A trailing slash is an unknown route (404 envelope), not a redirect without an envelope.
     app.router.redirect_slashes = False
-    for router in (results.router, runs.router, workers.router, files.router):
+    for router in (results.router, runs.router, workers.router, files.router, tasks.router):
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(account.router, prefix=API_PREFIX)
+    app.include_router(proxy.router, prefix=API_PREFIX)
     errors.install(app)
     document_security(
         app,
         is_public=lambda path: (
-            path.startswith(API_PREFIX + "/files/") or path.endswith("/input-schema")
+            path.startswith(API_PREFIX + "/files/")
+            or path.endswith("/input-schema")
+            or path in (API_PREFIX + "/store", API_PREFIX + "/proxy/region")
         ),
     )
     app.add_middleware(RequestIdMiddleware)

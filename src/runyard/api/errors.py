@@ -10,7 +10,9 @@ from starlette.responses import Response
 
 from runyard.api.envelope import error
 from runyard.services import (
+    ConcurrencyLimit,
     ExportFailed,
+    InsufficientBalance,
     InvalidInput,
     InvalidToken,
     NotFound,
@@ -29,6 +31,8 @@ STATUS: dict[type[ServiceError], tuple[int, int]] = {
     ExportFailed: (500, 10000),
     VersionNotFound: (404, 50003),
     WrongState: (409, 70002),
+    InsufficientBalance: (402, 30001),
+    ConcurrencyLimit: (429, 30003),
 }
 
 

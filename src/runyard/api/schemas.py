@@ -163,3 +163,60 @@ def responses(model: type[BaseModel], *statuses: int) -> dict[int | str, dict[st
     for status in (*statuses, 500):
         described[status] = {"model": ErrorEnvelope, "description": meanings[status]}
     return described
+
+
+class Account(BaseModel):
+    balance: str = Field(description='Remaining credit, a decimal string; "0.00" when none is kept')
+    balance_expiration_at: int = Field(description="0: the credit does not expire")
+
+
+class ProxyRegion(BaseModel):
+    code: str
+    name: str
+
+
+ProxyRegions = list[ProxyRegion]
+
+
+class ProxyRegionList(BaseModel):
+    list: ProxyRegions
+
+
+class TaskRecord(BaseModel):
+    slug: str
+    title: str
+    description: str
+    worker_slug: str
+    worker_title: str
+    worker_path: str = Field(description="owner/name")
+    version: str = Field(description="A registered version, or `latest` (the newest at each run)")
+    input: dict[str, Any] = Field(description="The input as saved")
+    run_times: int
+    last_run_id: str = Field(description='Slug of the newest run, "" before the first')
+    schedule_enabled: int = Field(description="0 or 1")
+    schedule_type: int = Field(description="1 daily, 2 weekly, 3 monthly, 4 once; 0 unset")
+    schedule_time: str = Field(description='HH:mm in the server\'s time zone; "" unset')
+    schedule_weekday: int = Field(description="1 Monday … 7 Sunday; 0 unset")
+    schedule_day: int = Field(description="1–31, past a month's end its last day; 0 unset")
+    schedule_once_date: str = Field(description='YYYY-MM-DD; "" unset')
+    created_at: int = Field(description="unix seconds")
+    updated_at: int = Field(description="unix seconds")
+
+
+TaskRecords = list[TaskRecord]
+
+
+class TaskList(BaseModel):
+    count: int
+    list: TaskRecords
+    page_index: int
+    page_size: int
+
+
+class TaskCreated(BaseModel):
+    slug: str
+
+
+class TaskInput(BaseModel):
+    input: dict[str, Any]
+    version: str

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from runyard.execution.local import ExecutorBusy
 from runyard.services import ServiceError, Services
+from runyard.services.accounts import UNSET, Unset
 from runyard.services.packages import load_package
 from runyard.settings import Settings
 
@@ -221,6 +222,64 @@ def users_create(name: str, data_dir: DataDir = None) -> None:
     with _services(data_dir) as svc:
         svc.accounts.create_user(name)
     err.print(f"created user {name}")
+
+
+def _clearable(value: str | None) -> str | Unset | None:
+    """An option that sets a value, clears it (``none``) or, left out, keeps it."""
+    if value is None:
+        return UNSET
+    return None if value.strip().lower() == "none" else value
+
+
+def _count_or_none(option: str, value: str | None) -> int | Unset | None:
+    given = _clearable(value)
+    if not isinstance(given, str):
+        return given
+    try:
+        return int(given)
+    except ValueError:
+        _fail(f"{option} must be a whole number or none, not {given!r}")
+
+
+@users_app.command("set")
+def users_set(
+    name: str,
+    credit: Annotated[
+        str | None,
+        typer.Option("--credit", help="Remaining credit (decimal), or none: runs are not refused."),
+    ] = None,
+    price: Annotated[
+        str | None,
+        typer.Option(
+            "--price-per-cpu-second",
+            help="Price of a CPU-second (decimal), or none: runs cost nothing.",
+        ),
+    ] = None,
+    max_runs: Annotated[
+        str | None,
+        typer.Option(
+            "--max-concurrent-runs",
+            help="Runs that may be ready or running at once, or none: no limit.",
+        ),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Set a user's credit, price per CPU-second and concurrent-run limit (others unchanged)."""
+    if credit is None and price is None and max_runs is None:
+        _fail("nothing to set: give --credit, --price-per-cpu-second or --max-concurrent-runs")
+    max_concurrent = _count_or_none("--max-concurrent-runs", max_runs)
+    with _services(data_dir) as svc:
+        limits = svc.accounts.set_limits(
+            name,
+            credit=_clearable(credit),
+            price_per_cpu_second=_clearable(price),
+            max_concurrent_runs=max_concurrent,
+        )
+    err.print(
+        f"user {name}: credit {limits.credit or 'none'}, "
+        f"price per CPU-second {limits.price_per_cpu_second or 'none'}, "
+        f"max concurrent runs {limits.max_concurrent_runs or 'none'}"
+    )
 
 
 @keys_app.command("create")

@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import random
 import selectors
 import shutil
 import signal
@@ -17,15 +18,17 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from runyard.execution.base import ABORTED, RunStates
 from runyard.runtime import BOOTSTRAP
 from runyard.settings import Settings
-from runyard.storage import Database, RowStore, Run, WorkerVersion
+from runyard.storage import Database, RowStore, Run, User, WorkerVersion
 from runyard.storage.ingest import RowIngestor
 from runyard.storage.runlog import (
     DEBUG,
@@ -58,6 +61,10 @@ _ENVELOPE_BYTES = 4096
 MAX_LINE_BYTES = MAX_LINE_CHARS * 4
 #: Channel tags (docs/workers.md).
 _ROW, _UPSERT, _HEADERS, _LOG = b"R", b"U", b"H", b"L"
+#: ``Run.usage`` has four decimals (spec §3).
+USAGE_PLACES = Decimal("0.0001")
+#: Port of a proxy URL that names none.
+_DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080, "socks4": 1080}
 
 
 class _LineBuffer:
@@ -105,8 +112,82 @@ class RunContext:
     logs: RunLogStore
 
 
+def proxy_environment(url: str) -> dict[str, str]:
+    """The variables a worker finds its proxy in (spec §4); ``ValueError`` for a URL without
+    a host."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ValueError("the proxy URL has no host")
+    port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower(), 80)
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    auth = ""
+    if parts.username is not None:
+        auth = unquote(parts.username) + ":" + unquote(parts.password or "")
+    return {
+        "HTTP_PROXY": url,
+        "HTTPS_PROXY": url,
+        "PROXY_DOMAIN": f"{host}:{port}",
+        "PROXY_AUTH": auth,
+    }
+
+
+def usage_of(cpu_seconds: float, price: str | None) -> Decimal:
+    """What a run's CPU time costs at ``price`` per CPU-second, to four decimals."""
+    if price is None:
+        return Decimal(0).quantize(USAGE_PLACES)
+    return (Decimal(repr(cpu_seconds)) * Decimal(price)).quantize(USAGE_PLACES, ROUND_HALF_UP)
+
+
+def charge(db: Database, user_id: int, cost: Decimal) -> None:
+    """Take ``cost`` off the user's credit, if one is kept.
+
+    A compare-and-set on the old value: two runs finishing at once never lose a charge, and
+    the write comes first in its transaction so that SQLite waits for its lock instead of
+    failing a read transaction that turned into a write.
+    """
+    while True:
+        with db.session() as s:
+            credit = s.scalar(select(User.credit).where(User.id == user_id))
+        if credit is None:
+            return
+        left = format(Decimal(credit) - cost, "f")
+        with db.session() as s, s.begin():
+            changed = s.execute(
+                update(User).where(User.id == user_id, User.credit == credit).values(credit=left)
+            )
+            if changed.rowcount:  # type: ignore[attr-defined]
+                return
+
+
+def _exited(pid: int) -> bool:
+    """Whether the child ``pid`` has ended, leaving it unreaped (a zombie) for ``_reap``.
+
+    ``Popen.poll`` would reap it and lose its resource usage.
+    """
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
+    """Wait for the worker's main process; its exit code and CPU seconds (user + system).
+
+    ``wait4`` gives the usage of this one child, including every descendant it waited for
+    itself (the kernel adds a reaped child's usage to its parent's), so concurrent runs
+    never see each other's time, unlike ``getrusage(RUSAGE_CHILDREN)`` of the server.
+    Processes the worker left behind are killed with its group and not counted.
+    """
+    _, status, usage = os.wait4(proc.pid, 0)
+    # Popen must not wait again: the pid is gone, and it could be reused.
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_utime + usage.ru_stime
+
+
 def _environment(
-    run: Run, scratch: Path, input_path: Path, channel_fd: int, memory_mb: int | None
+    run: Run,
+    scratch: Path,
+    input_path: Path,
+    channel_fd: int,
+    memory_mb: int | None,
+    proxy: dict[str, str] | None = None,
 ) -> dict[str, str]:
     # Built from nothing: the worker never sees the server's secrets or database URL.
     env = {
@@ -122,6 +203,7 @@ def _environment(
     }
     if memory_mb:
         env["RUNYARD_MEMORY_MB"] = str(memory_mb)
+    env.update(proxy or {})
     return env
 
 
@@ -200,6 +282,20 @@ class RunProcess:
         system = orjson.loads(run.system)
         timeout = int(system.get("execute_limit_time_seconds") or settings.run_timeout_seconds)
         memory_mb: int | None = system.get("memory")
+        proxy = None
+        region_code = system.get("proxy_region")
+        if region_code:
+            region = settings.proxies.get(region_code)
+            if region is None:
+                # Configured when the run was started, removed since: running without the
+                # proxy the caller asked for could expose them, so the run fails instead.
+                self._finish(logs, "failed", f"proxy region {region_code} is not configured")
+                return
+            try:
+                proxy = proxy_environment(random.choice(region.urls))
+            except ValueError as exc:
+                self._finish(logs, "failed", f"proxy region {region_code}: {exc}")
+                return
 
         read_fd, write_fd = os.pipe()
         with contextlib.suppress(OSError):
@@ -209,7 +305,7 @@ class RunProcess:
             proc = subprocess.Popen(
                 [version.python, BOOTSTRAP, "main.py"],
                 cwd=work,
-                env=_environment(run, scratch, input_path, write_fd, memory_mb),
+                env=_environment(run, scratch, input_path, write_fd, memory_mb, proxy),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -231,18 +327,18 @@ class RunProcess:
         ingest.flush()
         if self.rejected:
             logs.write(WARN, f"{self.rejected} rows were rejected (see the errors above)")
-        code = proc.wait()
+        code, cpu = _reap(proc)
 
         if self.ctx.runs.status(self.run_id) == "aborting":
-            self._finish(logs, "failed", ABORTED)
+            self._finish(logs, "failed", ABORTED, cpu_seconds=cpu)
         elif reason == "abort":
-            self._finish(logs, "failed", self._abort_why)
+            self._finish(logs, "failed", self._abort_why, cpu_seconds=cpu)
         elif reason == "timeout":
-            self._finish(logs, "failed", f"timed out after {timeout} s")
+            self._finish(logs, "failed", f"timed out after {timeout} s", cpu_seconds=cpu)
         elif code == 0:
-            self._finish(logs, "succeeded", None, ingest.count)
+            self._finish(logs, "succeeded", None, ingest.count, cpu_seconds=cpu)
         else:
-            self._finish(logs, "failed", self._exit_message(code, memory_mb))
+            self._finish(logs, "failed", self._exit_message(code, memory_mb), cpu_seconds=cpu)
 
     def _exit_message(self, code: int, memory_mb: int | None) -> str:
         if code < 0:
@@ -260,24 +356,45 @@ class RunProcess:
         return message
 
     def _finish(
-        self, logs: LogWriter, status: str, err_msg: str | None, results: int | None = None
+        self,
+        logs: LogWriter,
+        status: str,
+        err_msg: str | None,
+        results: int | None = None,
+        *,
+        cpu_seconds: float = 0.0,
     ) -> None:
         if err_msg:
             logs.write(ERROR, f"run failed: {err_msg}")
         else:
             logs.write(INFO, f"run succeeded with {results} results")
         logs.close()
+        db = self.ctx.db
+        with db.session() as s:
+            price = s.scalar(
+                select(User.price_per_cpu_second)
+                .join(Run, Run.user_id == User.id)
+                .where(Run.id == self.run_id)
+            )
+        cost = usage_of(cpu_seconds, price)
+        # The cost is written with the final status, so a run is never finished unpriced.
+        cost_values = {"cpu_seconds": cpu_seconds, "usage": format(cost, "f")}
         # Success only from ``running``: an abort accepted meanwhile wins over it.
         done = self.ctx.runs.transition(
             self.run_id,
             status,
             only_from=("running",) if status == "succeeded" else ("running", "aborting"),
             err_msg=err_msg,
+            **cost_values,
         )
         if done is None and status == "succeeded":
-            self.ctx.runs.transition(
-                self.run_id, "failed", only_from=("aborting",), err_msg=ABORTED
+            done = self.ctx.runs.transition(
+                self.run_id, "failed", only_from=("aborting",), err_msg=ABORTED, **cost_values
             )
+        # Charged only by the transition that finished the run, so never twice. A crash
+        # between the two commits loses the charge: the run's usage still records it.
+        if done is not None and cost > 0:
+            charge(db, done.user_id, cost)
 
     def _pump(
         self,
@@ -311,7 +428,7 @@ class RunProcess:
         last_flush = last_poll = time.monotonic()
         exited_at: float | None = None
         try:
-            while sel.get_map() or proc.poll() is None:
+            while sel.get_map() or not _exited(proc.pid):
                 for key, _ in sel.select(timeout=FLUSH_SECONDS):
                     name = key.data
                     buffer = buffers[name]
@@ -340,7 +457,7 @@ class RunProcess:
                             reason = "abort"
                     if reason is not None:
                         kill_group(proc.pid)
-                if exited_at is None and proc.poll() is not None:
+                if exited_at is None and _exited(proc.pid):
                     exited_at = now
                 if exited_at is not None and now - exited_at > EXIT_GRACE_SECONDS:
                     # A left-behind grandchild holds the pipes open: the run is over anyway.

@@ -3,7 +3,9 @@
 from runyard.services.accounts import Accounts, KeyInfo
 from runyard.services.container import Services
 from runyard.services.errors import (
+    ConcurrencyLimit,
     ExportFailed,
+    InsufficientBalance,
     InvalidInput,
     InvalidToken,
     NotFound,
@@ -20,9 +22,11 @@ from runyard.services.runs import RunRecord, Runs
 __all__ = [
     "MAX_LIMIT",
     "Accounts",
+    "ConcurrencyLimit",
     "DownloadFile",
     "ExportFailed",
     "Exports",
+    "InsufficientBalance",
     "InvalidInput",
     "InvalidToken",
     "KeyInfo",

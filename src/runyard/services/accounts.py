@@ -8,14 +8,68 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 
-from runyard.services.errors import InvalidInput, InvalidToken, NotFound
-from runyard.storage import ApiKey, Database, RawQuery, User
+from runyard.services.errors import (
+    ConcurrencyLimit,
+    InsufficientBalance,
+    InvalidInput,
+    InvalidToken,
+    NotFound,
+)
+from runyard.storage import ApiKey, Database, RawQuery, Run, User
 
 KEY_PREFIX = "ry_"
 _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: Statuses that hold one of a user's concurrent-run slots.
+UNFINISHED = ("ready", "running", "aborting")
+#: ``users.credit`` and ``users.price_per_cpu_second`` are strings of this many characters.
+_DECIMAL_CHARS = 32
+
+
+class Unset:
+    """``set_limits`` leaves a field alone when given this (``None`` clears it)."""
+
+
+UNSET = Unset()
+
+
+def parse_decimal(field: str, value: str, *, minimum: Decimal | None = None) -> str:
+    """``value`` as the canonical decimal text stored in ``users``; ``InvalidInput`` if bad."""
+    try:
+        number = Decimal(value.strip())
+    except InvalidOperation:
+        raise InvalidInput(f"{field} must be a decimal number, not {value!r}") from None
+    if not number.is_finite():
+        raise InvalidInput(f"{field} must be a finite decimal number, not {value!r}")
+    if minimum is not None and number < minimum:
+        raise InvalidInput(f"{field} must be at least {minimum}")
+    text = format(number, "f")
+    if len(text) > _DECIMAL_CHARS:
+        raise InvalidInput(f"{field} is longer than {_DECIMAL_CHARS} characters")
+    return text
+
+
+def show_balance(credit: str | None) -> str:
+    """``balance`` of ``GET /users/account``: at least two decimals, ``"0.00"`` without credit."""
+    if credit is None:
+        return "0.00"
+    number = Decimal(credit)
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > -2:
+        number = number.quantize(Decimal("0.01"))
+    return format(number, "f")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What an operator set for a user; ``None``: not kept / no limit."""
+
+    credit: str | None
+    price_per_cpu_second: str | None
+    max_concurrent_runs: int | None
 
 
 def hash_key(key: str) -> str:
@@ -107,3 +161,75 @@ class Accounts:
         if row is None or not hmac.compare_digest(row[1], digest):
             raise InvalidToken("invalid token")
         return int(row[0])
+
+    # --- credit, price and limits ---------------------------------------------------------
+
+    def limits(self, user_id: int) -> Limits:
+        with self.db.session() as s:
+            user = s.get(User, user_id)
+        if user is None:
+            raise NotFound("user not found")
+        return Limits(user.credit, user.price_per_cpu_second, user.max_concurrent_runs)
+
+    def balance(self, user_id: int) -> dict[str, str | int]:
+        """``GET /users/account``: credits never expire here, hence the 0."""
+        return {
+            "balance": show_balance(self.limits(user_id).credit),
+            "balance_expiration_at": 0,
+        }
+
+    def set_limits(
+        self,
+        name: str,
+        *,
+        credit: str | Unset | None = UNSET,
+        price_per_cpu_second: str | Unset | None = UNSET,
+        max_concurrent_runs: int | Unset | None = UNSET,
+    ) -> Limits:
+        """Set (a value), clear (``None``) or keep (``UNSET``) each of the user's limits."""
+        values: dict[str, str | int | None] = {}
+        if not isinstance(credit, Unset):
+            values["credit"] = None if credit is None else parse_decimal("credit", credit)
+        if not isinstance(price_per_cpu_second, Unset):
+            values["price_per_cpu_second"] = (
+                None
+                if price_per_cpu_second is None
+                else parse_decimal("price per CPU-second", price_per_cpu_second, minimum=Decimal(0))
+            )
+        if not isinstance(max_concurrent_runs, Unset):
+            if max_concurrent_runs is not None and max_concurrent_runs < 1:
+                raise InvalidInput("max concurrent runs must be at least 1 (or none)")
+            values["max_concurrent_runs"] = max_concurrent_runs
+        uid = self.user_id(name)
+        with self.db.session() as s, s.begin():
+            user = s.get(User, uid)
+            if user is None:
+                raise NotFound(f"unknown user {name!r}")
+            for field, value in values.items():
+                setattr(user, field, value)
+            return Limits(user.credit, user.price_per_cpu_second, user.max_concurrent_runs)
+
+    def admit_run(self, user_id: int) -> None:
+        """Refuse a new run when the user's credit is used up or their run slots are full.
+
+        Checked before the run is created, in its own read: two starts racing for the last
+        slot (or the last credit) may both pass. Closing that would need a lock on the user
+        row around the insert; a run too many now and then is the accepted cost.
+        """
+        with self.db.session() as s:
+            user = s.get(User, user_id)
+            if user is None:
+                raise NotFound("user not found")
+            if user.credit is not None and Decimal(user.credit) <= 0:
+                raise InsufficientBalance("insufficient balance")
+            limit = user.max_concurrent_runs
+            if limit is not None:
+                active = s.scalar(
+                    select(func.count())
+                    .select_from(Run)
+                    .where(Run.user_id == user_id, Run.status.in_(UNFINISHED))
+                )
+                if (active or 0) >= limit:
+                    raise ConcurrencyLimit(
+                        f"concurrent-run limit reached: {limit} runs are already ready or running"
+                    )

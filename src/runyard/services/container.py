@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from runyard.execution.base import Executor
 from runyard.execution.local import LocalExecutor
 from runyard.execution.process import RunContext
@@ -15,6 +17,8 @@ from runyard.services.links import LinkSigner
 from runyard.services.results import Results
 from runyard.services.runlog import RunLogs
 from runyard.services.runs import Runs
+from runyard.services.scheduler import Scheduler
+from runyard.services.tasks import Tasks
 from runyard.services.workers import Workers
 from runyard.settings import Settings
 from runyard.storage import Database, LocalFileStore, SqlRowStore
@@ -63,6 +67,14 @@ class Services:
             lock_dir=settings.data_dir / "locks",
         )
         self.launcher = Launcher(settings, self.runs, self.workers, self.executor)
+        self.tasks = Tasks(self.db, settings, self.workers, self.launcher)
+        self.scheduler = Scheduler(
+            self.db,
+            self.launcher,
+            self.tasks,
+            ZoneInfo(settings.timezone),
+            poll_seconds=settings.schedule_poll_seconds,
+        )
         self._started = False
 
     def start(self) -> None:
@@ -71,10 +83,12 @@ class Services:
             return
         self.executor.start()
         self.callbacks.start()
+        self.scheduler.start()
         self._started = True
 
     def close(self) -> None:
         if self._started:
+            self.scheduler.close()
             self.executor.close()
             self.callbacks.close()
         self.exports.close()

@@ -38,3 +38,11 @@ class VersionNotFound(ServiceError):
 
 class WrongState(ServiceError):
     """The run's state does not allow the operation, e.g. abort of a finished run (409 / 70002)."""
+
+
+class InsufficientBalance(ServiceError):
+    """The caller's credit is used up (402 / 30001)."""
+
+
+class ConcurrencyLimit(ServiceError):
+    """The caller already has their maximum of unfinished runs (429 / 30003)."""

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from runyard.execution.base import ABORTED, Executor
+from runyard.services.accounts import Accounts
 from runyard.services.callbacks import check_callback_url, status_payload
 from runyard.services.errors import InvalidInput, WrongState
 from runyard.services.inputs import validate_run_input
@@ -24,6 +25,8 @@ class Launcher:
         self.runs = runs
         self.workers = workers
         self.executor = executor
+        # Its own handle on the users table: the container builds the launcher without one.
+        self.accounts = Accounts(runs.db)
 
     def _check_callback(self, url: str | None) -> None:
         if url is not None:
@@ -46,6 +49,7 @@ class Launcher:
             input,
             orjson.loads(found.input_schema),
             default_timeout=self.settings.run_timeout_seconds,
+            proxy_regions=self.settings.proxies.keys(),
         )
         self._check_callback(callback_url)
         try:
@@ -88,6 +92,9 @@ class Launcher:
         origin: str,
         task_id: int | None = None,
     ) -> tuple[int, str]:
+        # Last of the checks, so a caller out of credit still learns what is wrong with a
+        # request; nothing is created when it refuses.
+        self.accounts.admit_run(user_id)
         run_id, slug = self.runs.create(
             user_id,
             worker_id,

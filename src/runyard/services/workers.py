@@ -296,15 +296,25 @@ class Workers:
         self, user_id: int, *, offset: int, limit: int, keyword: str | None = None
     ) -> tuple[int, list[WorkerSummary]]:
         """The caller's workers, newest first; ``keyword`` matches title, slug or path."""
-        user = select(User.name).where(User.id == user_id).scalar_subquery()
-        where: list[ColumnElement[bool]] = [Worker.user_id == user_id]
+        return self._list(Worker.user_id == user_id, offset, limit, keyword)
+
+    def list_public(
+        self, *, offset: int, limit: int, keyword: str | None = None
+    ) -> tuple[int, list[WorkerSummary]]:
+        """``GET /store``: every user's published workers, newest first."""
+        return self._list(Worker.public.is_(True), offset, limit, keyword)
+
+    def _list(
+        self, which: ColumnElement[bool], offset: int, limit: int, keyword: str | None
+    ) -> tuple[int, list[WorkerSummary]]:
+        where: list[ColumnElement[bool]] = [which]
         if keyword:
             pattern = f"%{keyword.lower()}%"
             where.append(
                 or_(
                     func.lower(Worker.title).like(pattern),
                     Worker.slug.like(pattern),
-                    func.lower(user + "/" + Worker.slug).like(pattern),
+                    func.lower(User.name + "/" + Worker.slug).like(pattern),
                 )
             )
         base = select(Worker, User.name).join(User, User.id == Worker.user_id).where(*where)

@@ -1,4 +1,4 @@
-"""Workers (spec §4): list, detail, input schema, and uploading a new version (Ext)."""
+"""Workers (spec §4): list, the public store, detail, input schema, new versions (Ext)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,31 @@ def list_workers(
 ) -> JSONBytes:
     count, workers = services(request).workers.list_workers(
         user_id, offset=window.start, limit=window.size, keyword=keyword
+    )
+    return ok(
+        request,
+        {
+            "scraper": workers,
+            "count": count,
+            "page_index": window.page_index,
+            "page_size": window.size,
+        },
+    )
+
+
+@router.get(
+    "/store",
+    summary="List published workers (public)",
+    response_class=JSONBytes,
+    responses=responses(WorkerList, 422),
+)
+def list_store(
+    request: Request,
+    window: PageWindow,
+    keyword: Annotated[str | None, Query(description="matches title, slug or path")] = None,
+) -> JSONBytes:
+    count, workers = services(request).workers.list_public(
+        offset=window.start, limit=window.size, keyword=keyword
     )
     return ok(
         request,
