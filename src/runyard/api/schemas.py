@@ -154,10 +154,13 @@ def responses(model: type[BaseModel], *statuses: int) -> dict[int | str, dict[st
         200: {"model": Envelope[model]}  # type: ignore[valid-type]
     }
     meanings = {
+        400: "Malformed request: the body is not JSON (11000)",
         401: "API key missing (12001) or invalid (12002)",
+        402: "Insufficient balance (30001)",
         404: "Not found for this caller (11004), or no such worker version (50003)",
         409: "Not possible in the run's current state (70002)",
         422: "Invalid parameter (11000)",
+        429: "Concurrent-run limit reached (30003)",
         500: "Internal server error (10000)",
     }
     for status in (*statuses, 500):

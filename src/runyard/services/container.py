@@ -66,7 +66,7 @@ class Services:
             name=settings.resolved_executor_name(),
             lock_dir=settings.data_dir / "locks",
         )
-        self.launcher = Launcher(settings, self.runs, self.workers, self.executor)
+        self.launcher = Launcher(settings, self.runs, self.workers, self.accounts, self.executor)
         self.tasks = Tasks(self.db, settings, self.workers, self.launcher)
         self.scheduler = Scheduler(
             self.db,

@@ -19,14 +19,18 @@ from runyard.storage import Run
 
 class Launcher:
     def __init__(
-        self, settings: Settings, runs: Runs, workers: Workers, executor: Executor
+        self,
+        settings: Settings,
+        runs: Runs,
+        workers: Workers,
+        accounts: Accounts,
+        executor: Executor,
     ) -> None:
         self.settings = settings
         self.runs = runs
         self.workers = workers
+        self.accounts = accounts
         self.executor = executor
-        # Its own handle on the users table: the container builds the launcher without one.
-        self.accounts = Accounts(runs.db)
 
     def _check_callback(self, url: str | None) -> None:
         if url is not None:

@@ -73,7 +73,7 @@ async def _reply(request: Request, user_id: int, run_id: int, slug: str, body: R
     "/workers/{workerId}/runs",
     summary="Start a worker run",
     response_class=JSONBytes,
-    responses=responses(RunStarted | SyncRun, 401, 404, 422),  # type: ignore[arg-type]
+    responses=responses(RunStarted | SyncRun, 400, 401, 402, 404, 422, 429),  # type: ignore[arg-type]
 )
 async def start_run(
     request: Request,
@@ -211,7 +211,7 @@ async def _rerun(
 
 RERUN = {
     "response_class": JSONBytes,
-    "responses": responses(RunStarted | SyncRun, 401, 404, 422),  # type: ignore[arg-type]
+    "responses": responses(RunStarted | SyncRun, 400, 401, 402, 404, 422, 429),  # type: ignore[arg-type]
 }
 
 

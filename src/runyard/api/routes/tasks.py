@@ -169,7 +169,7 @@ def update_task_input(
     "/worker-tasks/{workerTaskId}/runs",
     summary="Run worker task",
     response_class=JSONBytes,
-    responses=responses(RunStarted | SyncRun, 401, 404, 422),  # type: ignore[arg-type]
+    responses=responses(RunStarted | SyncRun, 400, 401, 402, 404, 422, 429),  # type: ignore[arg-type]
 )
 async def run_task(
     request: Request,
