@@ -194,3 +194,27 @@ def test_users_set_command(tmp_path: Path) -> None:
     code, said = _cli(data, "users", "set", "bob", "--credit", "1")
     assert code == 1 and "unknown user 'bob'" in said
     assert limits() == (None, "0.002", None)
+
+
+def test_racing_starts_never_pass_the_concurrent_run_limit(make_server) -> None:
+    import threading
+
+    srv: Server = make_server(max_concurrent_runs=4)
+    user = srv.user()
+    worker = srv.worker(user, "import time\ntime.sleep(30)\n")
+    srv.services.accounts.set_limits(user.name, max_concurrent_runs=1)
+    codes: list[int] = []
+
+    def start_one() -> None:
+        with srv.client(user) as client:
+            codes.append(client.post(f"/api/v2/workers/{worker}/runs", json={}).status_code)
+
+    threads = [threading.Thread(target=start_one) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [200] + [429] * 11, codes
+    with srv.client(user) as api:
+        assert api.get("/api/v2/worker-runs").json()["data"]["count"] == 1
+        api.post("/api/v2/worker-runs/last/abort")

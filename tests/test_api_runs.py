@@ -337,8 +337,11 @@ def test_bad_versions_titles_and_numbers_are_422_not_500(
     for params in ({"offset": 2**63}, {"start_time": 2**63}, {"end_time": 2**63}):
         reply = api.get("/api/v2/worker-runs", params=params)
         assert reply.status_code in (200, 422), reply.text
-    assert api.get("/api/v2/worker-runs", params={"offset": 2**63}).json()["data"]["list"] == []
-    assert api.get("/api/v2/workers", params={"offset": 2**63}).status_code == 200
+    for path in ("/api/v2/worker-runs", "/api/v2/workers", "/api/v2/worker-tasks"):
+        assert api.get(path, params={"offset": 10**30}).status_code == 422
+    assert httpx.get(f"{server.url}/api/v2/store", params={"offset": 10**30}).status_code == 422
+    far = api.get("/api/v2/worker-runs", params={"offset": 2**62})
+    assert far.status_code == 200 and far.json()["data"]["list"] == []
 
 
 def test_racing_uploads_of_one_version_give_one_winner(

@@ -8,11 +8,12 @@ from fastapi import Depends, Query, Request
 
 from runyard.api.auth import services
 from runyard.services import Window
+from runyard.services.paging import MAX_OFFSET
 
 
 def _window(
     request: Request,
-    offset: Annotated[int, Query(ge=0, description="Zero-based row offset")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Zero-based row offset")] = 0,
     limit: Annotated[int, Query(ge=1, description="Page size; capped at 100")] = 20,
 ) -> Window:
     return Window.from_query(offset, limit, services(request).settings.offset_mode)

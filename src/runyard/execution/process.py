@@ -293,8 +293,12 @@ class RunProcess:
                 return
             try:
                 proxy = proxy_environment(random.choice(region.urls))
-            except ValueError as exc:
-                self._finish(logs, "failed", f"proxy region {region_code}: {exc}")
+            except ValueError:
+                # Never the parser's message: it can quote the URL's password.
+                log.error(
+                    "a proxy URL of region %s cannot be parsed (check RUNYARD_PROXIES)", region_code
+                )
+                self._finish(logs, "failed", f"a proxy URL of region {region_code} is invalid")
                 return
 
         read_fd, write_fd = os.pipe()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import Session
 
 from runyard.services.errors import (
     ConcurrencyLimit,
@@ -209,27 +210,26 @@ class Accounts:
                 setattr(user, field, value)
             return Limits(user.credit, user.price_per_cpu_second, user.max_concurrent_runs)
 
-    def admit_run(self, user_id: int) -> None:
+    def admit_run(self, s: Session, user_id: int) -> None:
         """Refuse a new run when the user's credit is used up or their run slots are full.
 
-        Checked before the run is created, in its own read: two starts racing for the last
-        slot (or the last credit) may both pass. Closing that would need a lock on the user
-        row around the insert; a run too many now and then is the accepted cost.
+        Called by ``Runs.create`` inside the transaction that inserts the run, after it took
+        the user row's write lock: two starts racing for the last slot or the last credit are
+        serialized, and a refused start creates nothing.
         """
-        with self.db.session() as s:
-            user = s.get(User, user_id)
-            if user is None:
-                raise NotFound("user not found")
-            if user.credit is not None and Decimal(user.credit) <= 0:
-                raise InsufficientBalance("insufficient balance")
-            limit = user.max_concurrent_runs
-            if limit is not None:
-                active = s.scalar(
-                    select(func.count())
-                    .select_from(Run)
-                    .where(Run.user_id == user_id, Run.status.in_(UNFINISHED))
+        user = s.get(User, user_id)
+        if user is None:
+            raise NotFound("user not found")
+        if user.credit is not None and Decimal(user.credit) <= 0:
+            raise InsufficientBalance("insufficient balance")
+        limit = user.max_concurrent_runs
+        if limit is not None:
+            active = s.scalar(
+                select(func.count())
+                .select_from(Run)
+                .where(Run.user_id == user_id, Run.status.in_(UNFINISHED))
+            )
+            if (active or 0) >= limit:
+                raise ConcurrencyLimit(
+                    f"concurrent-run limit reached: {limit} runs are already ready or running"
                 )
-                if (active or 0) >= limit:
-                    raise ConcurrencyLimit(
-                        f"concurrent-run limit reached: {limit} runs are already ready or running"
-                    )

@@ -96,9 +96,6 @@ class Launcher:
         origin: str,
         task_id: int | None = None,
     ) -> tuple[int, str]:
-        # Last of the checks, so a caller out of credit still learns what is wrong with a
-        # request; nothing is created when it refuses.
-        self.accounts.admit_run(user_id)
         run_id, slug = self.runs.create(
             user_id,
             worker_id,
@@ -109,6 +106,9 @@ class Launcher:
             system=system,
             callback_url=callback_url,
             task_id=task_id,
+            # Last of the checks, so a caller out of credit still learns what is wrong with a
+            # request; nothing is created when it refuses.
+            admit=self.accounts.admit_run,
         )
         self.executor.submit(run_id)
         return run_id, slug

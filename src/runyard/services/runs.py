@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, func, select, update
+from sqlalchemy.orm import Session
 from ulid import ULID
 
 from runyard.services.errors import InvalidInput, NotFound
@@ -165,7 +166,10 @@ class Runs:
         system: str = "{}",
         callback_url: str | None = None,
         task_id: int | None = None,
+        admit: Callable[[Session, int], None] | None = None,
     ) -> tuple[int, str]:
+        """Insert a run. ``admit(session, user_id)`` may refuse it inside the same transaction,
+        which first takes the user row's write lock so that admissions are serialized."""
         now = time.time()
         run = Run(
             task_id=task_id,
@@ -187,6 +191,11 @@ class Runs:
             finished_at=0,
         )
         with self.db.session() as s, s.begin():
+            if admit is not None:
+                # A write first: SQLite then holds its write lock for the whole check, and
+                # PostgreSQL the user's row lock.
+                s.execute(update(User).where(User.id == user_id).values(id=User.id))
+                admit(s, user_id)
             s.add(run)
             s.flush()
         return run.id, run.slug

@@ -19,6 +19,7 @@ DAILY, WEEKLY, MONTHLY, ONCE = 1, 2, 3, 4
 TYPES = {DAILY: "daily", WEEKLY: "weekly", MONTHLY: "monthly", ONCE: "once"}
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+MIN_YEAR, MAX_YEAR = 1970, 9998
 #: The fields each type needs besides ``schedule_time``.
 _NEEDS = {WEEKLY: "schedule_weekday", MONTHLY: "schedule_day", ONCE: "schedule_once_date"}
 
@@ -52,14 +53,14 @@ def problems(schedule: Schedule) -> list[str]:
     found: list[str] = []
     if schedule.type is not None and schedule.type not in TYPES:
         found.append("schedule_type: must be 1 (daily), 2 (weekly), 3 (monthly) or 4 (once)")
-    if schedule.time is not None and not _TIME.match(schedule.time):
+    if schedule.time is not None and not _TIME.fullmatch(schedule.time):
         found.append("schedule_time: must be HH:mm, 00:00 to 23:59")
     if schedule.weekday is not None and not 1 <= schedule.weekday <= 7:
         found.append("schedule_weekday: must be from 1 (Monday) to 7 (Sunday)")
     if schedule.day is not None and not 1 <= schedule.day <= 31:
         found.append("schedule_day: must be from 1 to 31")
     if schedule.once_date is not None and _parse_date(schedule.once_date) is None:
-        found.append("schedule_once_date: must be a date YYYY-MM-DD")
+        found.append(f"schedule_once_date: must be a date YYYY-MM-DD from {MIN_YEAR} to {MAX_YEAR}")
     if schedule.enabled and not found:
         if schedule.type is None:
             found.append("schedule_type: is required when schedule_enabled is 1")
@@ -136,9 +137,11 @@ def _instant(day: date, hour: int, minute: int, tz: ZoneInfo) -> datetime:
 
 
 def _parse_date(text: str) -> date | None:
-    if not _DATE.match(text):
+    """A ``YYYY-MM-DD`` date between 1970 and 9998: beyond, time-zone arithmetic overflows."""
+    if not _DATE.fullmatch(text):
         return None
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         return None
+    return day if MIN_YEAR <= day.year <= MAX_YEAR else None
