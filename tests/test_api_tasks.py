@@ -148,6 +148,15 @@ def test_schedule_fields_are_checked(server: Server, user: User, api: httpx.Clie
         ({"schedule_once_date": "2024-02-03\n"}, "schedule_once_date"),
         ({"schedule_once_date": "9999-12-31"}, "schedule_once_date"),
         ({"schedule_once_date": "0001-01-01"}, "schedule_once_date"),
+        (
+            {
+                "schedule_enabled": 1,
+                "schedule_type": 4,
+                "schedule_time": "09:00",
+                "schedule_once_date": "2001-01-01",
+            },
+            "already passed",
+        ),
         ({"schedule_enabled": 2}, "schedule_enabled"),
         ({"schedule_enabled": 1}, "schedule_type"),
         ({"schedule_enabled": 1, "schedule_type": 1}, "schedule_time"),

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select, update
 
+from runyard.services.errors import InvalidInput
 from runyard.services.launcher import Launcher
 from runyard.services.runs import new_slug
 from runyard.services.scheduler import Scheduler
@@ -180,11 +181,12 @@ def test_a_once_schedule_fires_once(srv: Server) -> None:
     assert task_row(srv, slug).next_fire_at is None
     assert len(launcher.started) == 1
 
-    # A once-schedule whose moment has passed gets no firing at all.
-    past = make_task(
-        srv, clock, schedule_type=4, schedule_time="12:00", schedule_once_date="2030-01-01"
-    )
-    assert task_row(srv, past).next_fire_at is None
+    # A once-schedule whose moment has passed is refused: it could never fire.
+    with pytest.raises(InvalidInput) as refused:
+        make_task(
+            srv, clock, schedule_type=4, schedule_time="12:00", schedule_once_date="2030-01-01"
+        )
+    assert refused.value.details == ["schedule_once_date: this date and time have already passed"]
 
 
 def test_changes_move_the_next_firing(srv: Server) -> None:

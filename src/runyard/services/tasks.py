@@ -136,7 +136,11 @@ class Tasks:
     def _check_schedule(self, schedule: Schedule, enabled: Any) -> list[str]:
         if enabled not in (0, 1):
             return ["schedule_enabled: must be 0 or 1"]
-        return problems(schedule)
+        found = problems(schedule)
+        if not found and enabled and self.next_fire_at(schedule, self.clock()) is None:
+            # An enabled schedule that can never fire is a mistake the caller should hear of.
+            found.append("schedule_once_date: this date and time have already passed")
+        return found
 
     # --- input ---------------------------------------------------------------------------------
 
