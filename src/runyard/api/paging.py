@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 
 from runyard.api.auth import services
+from runyard.api.envelope import JSONBytes, ok
 from runyard.services import Window
 from runyard.services.paging import MAX_OFFSET
 
@@ -21,3 +23,13 @@ def _window(
 
 #: A list endpoint's page: ``start`` and ``size`` to read, ``page_index`` to echo.
 PageWindow = Annotated[Window, Depends(_window)]
+
+
+def paged(
+    request: Request, window: Window, count: int, items: Sequence[Any], key: str = "list"
+) -> JSONBytes:
+    """The reply of a list endpoint: ``{count, <key>: items, page_index, page_size}``."""
+    return ok(
+        request,
+        {"count": count, key: items, "page_index": window.page_index, "page_size": window.size},
+    )

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runyard.api.auth import caller, services
 from runyard.api.envelope import JSONBytes, ok
-from runyard.api.paging import PageWindow
+from runyard.api.paging import PageWindow, paged
 from runyard.api.routes.results import RunId, WorkerId, envelope_bytes, result_page
 from runyard.api.schemas import (
     Empty,
@@ -123,15 +123,7 @@ def list_runs(
         start_time=start_time,
         end_time=end_time,
     )
-    return ok(
-        request,
-        {
-            "count": count,
-            "list": records,
-            "page_index": window.page_index,
-            "page_size": window.size,
-        },
-    )
+    return paged(request, window, count, records)
 
 
 # --- the forms of one operation: by run id (``last`` included), newest overall, newest of a

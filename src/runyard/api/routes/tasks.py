@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runyard.api.auth import caller, services
 from runyard.api.envelope import JSONBytes, ok
-from runyard.api.paging import PageWindow
+from runyard.api.paging import PageWindow, paged
 from runyard.api.routes.runs import RunWindow, _reply
 from runyard.api.schemas import (
     Empty,
@@ -97,15 +97,7 @@ def list_tasks(
     count, records = services(request).tasks.list_tasks(
         user_id, offset=window.start, limit=window.size, worker_id=worker_id, keyword=keyword
     )
-    return ok(
-        request,
-        {
-            "count": count,
-            "list": [asdict(r) for r in records],
-            "page_index": window.page_index,
-            "page_size": window.size,
-        },
-    )
+    return paged(request, window, count, [asdict(r) for r in records])
 
 
 @router.get(

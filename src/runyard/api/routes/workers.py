@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 
 from runyard.api.auth import caller, optional_caller, services
 from runyard.api.envelope import JSONBytes, ok
-from runyard.api.paging import PageWindow
+from runyard.api.paging import PageWindow, paged
 from runyard.api.routes.results import WorkerId
 from runyard.api.schemas import InputSchema, VersionRegistered, WorkerDetail, WorkerList, responses
 
@@ -32,15 +32,7 @@ def list_workers(
     count, workers = services(request).workers.list_workers(
         user_id, offset=window.start, limit=window.size, keyword=keyword
     )
-    return ok(
-        request,
-        {
-            "scraper": workers,
-            "count": count,
-            "page_index": window.page_index,
-            "page_size": window.size,
-        },
-    )
+    return paged(request, window, count, workers, key="scraper")
 
 
 @router.get(
@@ -57,15 +49,7 @@ def list_store(
     count, workers = services(request).workers.list_public(
         offset=window.start, limit=window.size, keyword=keyword
     )
-    return ok(
-        request,
-        {
-            "scraper": workers,
-            "count": count,
-            "page_index": window.page_index,
-            "page_size": window.size,
-        },
-    )
+    return paged(request, window, count, workers, key="scraper")
 
 
 @router.get(
