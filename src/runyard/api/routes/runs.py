@@ -52,7 +52,17 @@ class StartRun(RunWindow):
     version: str | None = Field(None, description="A registered version, or `latest`")
 
 
-async def _reply(request: Request, user_id: int, run_id: int, slug: str, body: RunWindow) -> Any:
+#: The replies of every route that starts a run (start, rerun, run a task).
+STARTED_RESPONSES = responses(RunStarted | SyncRun, 400, 401, 402, 404, 422, 429)  # type: ignore[arg-type]
+
+
+async def start_and_reply(
+    request: Request, user_id: int, body: RunWindow, start: Callable[[], tuple[int, str]]
+) -> Any:
+    """Start a run with ``start`` (off the event loop), then reply as spec §3 says: the run's
+    slug, or — with ``is_async: false`` — its outcome and a result page once it has finished
+    or the wait has run out."""
+    run_id, slug = await anyio.to_thread.run_sync(start)
     if body.is_async:
         return ok(request, {"run_slug": slug})
     svc = services(request)
@@ -73,7 +83,7 @@ async def _reply(request: Request, user_id: int, run_id: int, slug: str, body: R
     "/workers/{workerId}/runs",
     summary="Start a worker run",
     response_class=JSONBytes,
-    responses=responses(RunStarted | SyncRun, 400, 401, 402, 404, 422, 429),  # type: ignore[arg-type]
+    responses=STARTED_RESPONSES,
 )
 async def start_run(
     request: Request,
@@ -82,17 +92,19 @@ async def start_run(
     body: Annotated[StartRun | None, Body()] = None,
 ) -> Any:
     body = body or StartRun()
-    svc = services(request)
-    run_id, slug = await anyio.to_thread.run_sync(
-        lambda: svc.launcher.start(
+    launcher = services(request).launcher
+    return await start_and_reply(
+        request,
+        user_id,
+        body,
+        lambda: launcher.start(
             user_id,
             workerId,
             input=body.input,
             version=body.version,
             callback_url=body.callback_url,
-        )
+        ),
     )
-    return await _reply(request, user_id, run_id, slug, body)
 
 
 @router.get(
@@ -194,17 +206,16 @@ async def _rerun(
     request: Request, user_id: int, run: str, worker: str | None, body: RunWindow | None
 ) -> Any:
     body = body or RunWindow()
-    svc = services(request)
-    run_id, slug = await anyio.to_thread.run_sync(
-        lambda: svc.launcher.rerun(user_id, run, worker, callback_url=body.callback_url)
+    launcher = services(request).launcher
+    return await start_and_reply(
+        request,
+        user_id,
+        body,
+        lambda: launcher.rerun(user_id, run, worker, callback_url=body.callback_url),
     )
-    return await _reply(request, user_id, run_id, slug, body)
 
 
-RERUN = {
-    "response_class": JSONBytes,
-    "responses": responses(RunStarted | SyncRun, 400, 401, 402, 404, 422, 429),  # type: ignore[arg-type]
-}
+RERUN = {"response_class": JSONBytes, "responses": STARTED_RESPONSES}
 
 
 @router.post("/worker-runs/{runId}/rerun", summary="Rerun a worker run", **RERUN)  # type: ignore[arg-type]

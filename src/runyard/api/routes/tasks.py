@@ -5,18 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-import anyio.to_thread
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from runyard.api.auth import caller, services
 from runyard.api.envelope import JSONBytes, ok
 from runyard.api.paging import PageWindow, paged
-from runyard.api.routes.runs import RunWindow, _reply
+from runyard.api.routes.runs import STARTED_RESPONSES, RunWindow, start_and_reply
 from runyard.api.schemas import (
     Empty,
-    RunStarted,
-    SyncRun,
     TaskCreated,
     TaskInput,
     TaskList,
@@ -161,7 +158,7 @@ def update_task_input(
     "/worker-tasks/{workerTaskId}/runs",
     summary="Run worker task",
     response_class=JSONBytes,
-    responses=responses(RunStarted | SyncRun, 400, 401, 402, 404, 422, 429),  # type: ignore[arg-type]
+    responses=STARTED_RESPONSES,
 )
 async def run_task(
     request: Request,
@@ -170,8 +167,10 @@ async def run_task(
     body: Annotated[RunWindow | None, Body()] = None,
 ) -> Any:
     body = body or RunWindow()
-    svc = services(request)
-    run_id, slug = await anyio.to_thread.run_sync(
-        lambda: svc.tasks.run(user_id, workerTaskId, callback_url=body.callback_url)
+    tasks = services(request).tasks
+    return await start_and_reply(
+        request,
+        user_id,
+        body,
+        lambda: tasks.run(user_id, workerTaskId, callback_url=body.callback_url),
     )
-    return await _reply(request, user_id, run_id, slug, body)
