@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVarTuple
+
+from sqlalchemy import Row, Select, func, select
+from sqlalchemy.orm import Session
+
+Ts = TypeVarTuple("Ts")
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
@@ -34,3 +40,14 @@ class Window:
             return cls(start=min((page - 1) * size, MAX_OFFSET), size=size, page_index=page)
         # Past any real row count, and inside what every database's integer holds.
         return cls(start=min(offset, MAX_OFFSET), size=size, page_index=offset // size + 1)
+
+
+def fetch_page(
+    s: Session, query: Select[*Ts], order: Sequence[Any], offset: int, limit: int
+) -> tuple[int, Sequence[Row[*Ts]]]:
+    """A list endpoint's rows: how many ``query`` matches, and one page of them in ``order``.
+
+    (SQL ``OFFSET`` is fine here: these lists are a user's workers, runs or tasks, not rows.)
+    """
+    count = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+    return count, s.execute(query.order_by(*order).offset(offset).limit(limit)).all()

@@ -7,12 +7,13 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, select, update
+from sqlalchemy import ColumnElement, bindparam, select, update
 from sqlalchemy.orm import Session
 from ulid import ULID
 
 from runyard.services.errors import InvalidInput, NotFound
 from runyard.services.packages import SLUG_RE
+from runyard.services.paging import fetch_page
 from runyard.storage import Database, RawQuery, Run, User, Worker
 
 FINISHED = frozenset({"succeeded", "failed"})
@@ -297,10 +298,7 @@ class Runs:
         base = select(Run, Worker).join(Worker, Worker.id == Run.worker_id).where(*where)
         now = time.time()
         with self.db.session() as s:
-            count = s.scalar(select(func.count()).select_from(base.subquery())) or 0
-            rows = s.execute(
-                base.order_by(Run.created_at.desc(), Run.id.desc()).offset(offset).limit(limit)
-            ).all()
+            count, rows = fetch_page(s, base, (Run.created_at.desc(), Run.id.desc()), offset, limit)
         return count, [record(run, worker, now) for run, worker in rows]
 
     def running_import(self, slug: str) -> int | None:

@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, func, select, update
 from runyard.services.errors import InvalidInput, NotFound
 from runyard.services.inputs import validate_run_input
 from runyard.services.launcher import Launcher
+from runyard.services.paging import fetch_page
 from runyard.services.runs import new_slug, worker_is
 from runyard.services.schedules import Schedule, next_occurrence, problems
 from runyard.services.workers import LATEST, Workers
@@ -263,10 +264,9 @@ class Tasks:
             .where(*where)
         )
         with self.db.session() as s:
-            count = s.scalar(select(func.count()).select_from(base.subquery())) or 0
-            rows = s.execute(
-                base.order_by(Task.created_at.desc(), Task.id.desc()).offset(offset).limit(limit)
-            ).all()
+            count, rows = fetch_page(
+                s, base, (Task.created_at.desc(), Task.id.desc()), offset, limit
+            )
         return count, [_record(task, worker, owner) for task, worker, owner in rows]
 
     def update(self, user_id: int, slug: str, changes: Mapping[str, Any]) -> None:

@@ -26,6 +26,7 @@ from runyard.services.packages import (
     extract_zip,
     load_package,
 )
+from runyard.services.paging import fetch_page
 from runyard.services.runs import check_slug, worker_is
 from runyard.settings import Settings
 from runyard.storage import Database, User, Worker, WorkerVersion
@@ -319,12 +320,9 @@ class Workers:
             )
         base = select(Worker, User.name).join(User, User.id == Worker.user_id).where(*where)
         with self.db.session() as s:
-            count = s.scalar(select(func.count()).select_from(base.subquery())) or 0
-            rows = s.execute(
-                base.order_by(Worker.created_at.desc(), Worker.id.desc())
-                .offset(offset)
-                .limit(limit)
-            ).all()
+            count, rows = fetch_page(
+                s, base, (Worker.created_at.desc(), Worker.id.desc()), offset, limit
+            )
         return count, [_summary(worker, name) for worker, name in rows]
 
     def detail(self, user_id: int, worker_id: str) -> WorkerDetail:
