@@ -94,6 +94,8 @@ def test_list_detail_and_public_input_schema(server: Server, user: User, api: ht
     worker = server.worker(user, ECHO, properties=PROPERTIES, files={"README.md": "# Echo\n"})
     listing = api.get("/api/v2/workers", params={"keyword": worker}).json()["data"]
     assert listing["count"] == 1
+    for wildcard in ("%", "_"):
+        assert api.get("/api/v2/workers", params={"keyword": wildcard}).json()["data"]["count"] == 0
     assert listing["scraper"] == [
         {
             "description": "",

@@ -310,12 +310,13 @@ class Workers:
     ) -> tuple[int, list[WorkerSummary]]:
         where: list[ColumnElement[bool]] = [which]
         if keyword:
-            pattern = f"%{keyword.lower()}%"
+            # ``autoescape``: a ``%`` or ``_`` in the keyword is a character, not a wildcard.
+            word = keyword.lower()
             where.append(
                 or_(
-                    func.lower(Worker.title).like(pattern),
-                    Worker.slug.like(pattern),
-                    func.lower(User.name + "/" + Worker.slug).like(pattern),
+                    func.lower(Worker.title).contains(word, autoescape=True),
+                    Worker.slug.contains(word, autoescape=True),
+                    func.lower(User.name + "/" + Worker.slug).contains(word, autoescape=True),
                 )
             )
         base = select(Worker, User.name).join(User, User.id == Worker.user_id).where(*where)
