@@ -39,6 +39,7 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/results.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/workers.py $(WORKERS_BENCH_ARGS)
+	$(BIN)/python benchmarks/client.py $(CLIENT_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis src/*.egg-info

@@ -37,7 +37,9 @@ class Server:
 
     def __init__(self, settings: Settings) -> None:
         self.services = Services(settings)
-        sock = socket.socket()
+        # IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say they are TCP; without
+        # it every reply (headers, then body) waits out a delayed ACK, about 40 ms.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
