@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
+
+from runyard.cli.render import window
+from runyard.client import Page
+
+M = TypeVar("M", bound=BaseModel)
 
 app = typer.Typer(
     name="runyard",
@@ -63,3 +70,18 @@ def emit_json(value: Any, *, lines: bool = False) -> None:
         typer.echo(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
     else:
         typer.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def emit_page(
+    page: Page[M],
+    offset: int,
+    as_json: bool,
+    noun: str,
+    table: Callable[[list[M], str], Table],
+) -> None:
+    """A list command's output: the items as a JSON array, or a table whose caption says
+    which of them these are."""
+    if as_json:
+        emit_json([item.model_dump(mode="json") for item in page.items])
+    else:
+        show(table(page.items, window(noun, offset, len(page.items), page.count)))

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from runyard.cli import render, watch
-from runyard.cli.app import app, emit, emit_json, err, fail, out, runs_app, show
+from runyard.cli.app import app, emit, emit_json, emit_page, err, fail, out, runs_app, show
 from runyard.cli.inputs import InputFile, Sets, Systems, assignments, read_input
 from runyard.cli.remote import (
     ApiKey,
@@ -76,11 +76,7 @@ def runs_list(
     """List your runs, newest first."""
     with connect(base_url, api_key, profile) as client:
         page = client.list_runs(worker=worker, status=status, offset=offset, limit=limit)
-    if as_json:
-        emit_json([r.model_dump(mode="json") for r in page.items])
-    else:
-        caption = render.window("runs", offset, len(page.items), page.count)
-        show(render.runs_table(page.items, caption))
+    emit_page(page, offset, as_json, "runs", render.runs_table)
 
 
 @runs_app.command("show")

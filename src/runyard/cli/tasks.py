@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from runyard.cli import render, watch
-from runyard.cli.app import emit, emit_json, err, fail, out, show, tasks_app
+from runyard.cli.app import emit, emit_json, emit_page, err, fail, out, tasks_app
 from runyard.cli.inputs import InputFile, Sets, Systems, assignments, read_input
 from runyard.cli.remote import ApiKey, AsJson, BaseUrl, ProfileName, WorkerId, connect
 from runyard.cli.runs import Limit, Offset
@@ -89,11 +89,7 @@ def tasks_list(
     """List your tasks, newest first."""
     with connect(base_url, api_key, profile) as client:
         page = client.list_tasks(worker=worker, keyword=keyword, offset=offset, limit=limit)
-    if as_json:
-        emit_json([t.model_dump(mode="json") for t in page.items])
-    else:
-        caption = render.window("tasks", offset, len(page.items), page.count)
-        show(render.tasks_table(page.items, caption))
+    emit_page(page, offset, as_json, "tasks", render.tasks_table)
 
 
 @tasks_app.command("show")

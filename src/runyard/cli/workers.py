@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from runyard.cli import render
-from runyard.cli.app import emit, emit_json, err, out, show, workers_app
+from runyard.cli.app import emit, emit_json, emit_page, err, out, workers_app
 from runyard.cli.remote import ApiKey, AsJson, BaseUrl, ProfileName, WorkerId, connect
 from runyard.cli.runs import Limit, Offset
 
@@ -32,11 +32,7 @@ def workers_list(
     with connect(base_url, api_key, profile) as client:
         lister = client.list_store if store else client.list_workers
         page = lister(keyword=keyword, offset=offset, limit=limit)
-    if as_json:
-        emit_json([w.model_dump(mode="json") for w in page.items])
-    else:
-        caption = render.window("workers", offset, len(page.items), page.count)
-        show(render.workers_table(page.items, caption))
+    emit_page(page, offset, as_json, "workers", render.workers_table)
 
 
 @workers_app.command("show")
