@@ -102,7 +102,10 @@ def serve(
                 "Try it: scrape this server's own /docs page and read the rows:\n\n"
                 f"  curl -H {auth} -H 'Content-Type: application/json' -d {body} "
                 f"{base}/api/v2/workers/web-scraper/runs\n"
-                f"  curl -H {auth} {base}/api/v2/worker-runs/last/result\n"
+                f"  curl -H {auth} {base}/api/v2/worker-runs/last/result\n\n"
+                "Or from the command line, once the key is saved (docs/cli.md):\n\n"
+                f"  .venv/bin/runyard login --base-url {base}\n"
+                "  .venv/bin/runyard run sample-data --set count=1000 --follow\n"
             )
         else:
             err.print(

@@ -55,7 +55,12 @@ def load() -> Config:
     for name, entry in profiles.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("base_url"), str):
             raise ValueError(f"cannot read {path}: profile {name!r} has no base_url")
-        parsed[name] = Profile(entry["base_url"], entry.get("api_key") or None)
+        key = entry.get("api_key")
+        if key is not None and not isinstance(key, str):
+            raise ValueError(
+                f"cannot read {path}: profile {name!r} has an api_key that is not text"
+            )
+        parsed[name] = Profile(entry["base_url"], key or None)
     default = raw.get("default_profile")
     return Config(default if isinstance(default, str) else None, parsed)
 
