@@ -9,7 +9,7 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
@@ -85,3 +85,11 @@ def emit_page(
         emit_json([item.model_dump(mode="json") for item in page.items])
     else:
         show(table(page.items, window(noun, offset, len(page.items), page.count)))
+
+
+def emit_record(record: M, as_json: bool, detail: Callable[[M], RenderableType]) -> None:
+    """A show command's output: the record as JSON, or ``detail``'s rendering of it."""
+    if as_json:
+        emit_json(record.model_dump(mode="json"))
+    else:
+        out.print(detail(record))

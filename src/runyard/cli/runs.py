@@ -9,7 +9,18 @@ from typing import Annotated
 import typer
 
 from runyard.cli import render, watch
-from runyard.cli.app import app, emit, emit_json, emit_page, err, fail, out, runs_app, show
+from runyard.cli.app import (
+    app,
+    emit,
+    emit_json,
+    emit_page,
+    emit_record,
+    err,
+    fail,
+    out,
+    runs_app,
+    show,
+)
 from runyard.cli.inputs import InputFile, Sets, Systems, assignments, read_input
 from runyard.cli.remote import (
     ApiKey,
@@ -92,10 +103,7 @@ def runs_show(
     one_run(run, worker)
     with connect(base_url, api_key, profile) as client:
         record = client.get_run(run, worker=worker)
-    if as_json:
-        emit_json(record.model_dump(mode="json"))
-    else:
-        out.print(render.run_fields(record))
+    emit_record(record, as_json, render.run_fields)
 
 
 @runs_app.command("log")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from runyard.cli import render, watch
-from runyard.cli.app import emit, emit_json, emit_page, err, fail, out, tasks_app
+from runyard.cli.app import emit, emit_page, emit_record, err, fail, tasks_app
 from runyard.cli.inputs import InputFile, Sets, Systems, assignments, read_input
 from runyard.cli.remote import ApiKey, AsJson, BaseUrl, ProfileName, WorkerId, connect
 from runyard.cli.runs import Limit, Offset
@@ -103,10 +103,7 @@ def tasks_show(
     """Show a task: its record, schedule and input."""
     with connect(base_url, api_key, profile) as client:
         record = client.get_task(task)
-    if as_json:
-        emit_json(record.model_dump(mode="json"))
-    else:
-        out.print(render.task_detail(record))
+    emit_record(record, as_json, render.task_detail)
 
 
 @tasks_app.command("create")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from runyard.cli import render
-from runyard.cli.app import emit, emit_json, emit_page, err, out, workers_app
+from runyard.cli.app import emit, emit_page, emit_record, err, workers_app
 from runyard.cli.remote import ApiKey, AsJson, BaseUrl, ProfileName, WorkerId, connect
 from runyard.cli.runs import Limit, Offset
 
@@ -46,10 +46,7 @@ def workers_show(
     """Show a worker: title, version, owner, its input fields and its readme."""
     with connect(base_url, api_key, profile) as client:
         detail = client.get_worker(worker)
-    if as_json:
-        emit_json(detail.model_dump(mode="json"))
-    else:
-        out.print(render.worker_detail(detail))
+    emit_record(detail, as_json, render.worker_detail)
 
 
 @workers_app.command("push")

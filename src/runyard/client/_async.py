@@ -383,7 +383,7 @@ class AsyncClient:
     ) -> str:
         """Save a run configuration, optionally on a schedule; the task's slug."""
         when = calls.schedule_fields(
-            enabled=schedule is not None if schedule_enabled is None else schedule_enabled,
+            enabled=schedule_enabled,
             type=schedule,
             time=time,
             weekday=weekday,

@@ -283,6 +283,8 @@ def create_task(
     description: str | None,
     schedule: dict[str, Any],
 ) -> Call[str]:
+    if "schedule_type" in schedule:
+        schedule = {"schedule_enabled": 1, **schedule}  # a schedule given is on unless said
     body = {
         "worker_id": worker,
         "title": title,
