@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint bench clean
+.PHONY: serve test lint bench bench-postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/results.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/workers.py $(WORKERS_BENCH_ARGS)
 	$(BIN)/python benchmarks/client.py $(CLIENT_BENCH_ARGS)
+	$(if $(POSTGRES),$(MAKE) --no-print-directory bench-postgres)
+
+## PostgreSQL next to SQLite in one run, into benchmarks/POSTGRES.md (or `make bench POSTGRES=URL`
+## after the SQLite benchmarks). POSTGRES=URL, default postgresql://127.0.0.1:5432/test: each
+## benchmark creates a fresh schema there and drops it.
+bench-postgres: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/results.py --postgres $(if $(POSTGRES),'$(POSTGRES)') $(BENCH_ARGS)
+	$(BIN)/python benchmarks/workers.py --postgres $(if $(POSTGRES),'$(POSTGRES)') $(WORKERS_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis src/*.egg-info

@@ -1,7 +1,10 @@
-"""The baseline: a bare Starlette endpoint serving the same page from the same SQLite file.
+"""The baseline: a bare Starlette endpoint serving the same page from the same database.
 
 No auth, no envelope, no framework routing beyond Starlette's: the floor a result page could
-cost on this machine.
+cost on this machine. The database is a SQLite file's path, or a ``postgresql://`` URL (the
+``--postgres`` side), read with the same driver Runyard uses and ``json`` handed over as text.
+
+    python _bare.py DB RUN_ID PORT
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 import threading
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -17,14 +21,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 DB, RUN_ID, PORT = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+POSTGRES = DB.startswith(("postgresql://", "postgres://"))
 _local = threading.local()
 SQL = "SELECT data FROM result_rows WHERE run_id=? AND seq>=? AND seq<? ORDER BY seq"
+if POSTGRES:
+    SQL = SQL.replace("?", "%s")
 
 
-def conn() -> sqlite3.Connection:
+def conn() -> Any:
     c = getattr(_local, "conn", None)
     if c is None:
-        c = _local.conn = sqlite3.connect(DB, check_same_thread=False)
+        if POSTGRES:
+            from _postgres import connect
+
+            c = _local.conn = connect(DB)
+        else:
+            c = _local.conn = sqlite3.connect(DB, check_same_thread=False)
     return c
 
 

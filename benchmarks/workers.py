@@ -13,6 +13,12 @@ Prints, and writes to benchmarks/WORKERS.md:
 - start latency: ``POST /workers/{id}/runs`` on ``runyard serve`` until the first row is readable
   through ``/result``; next to Scrapyd (from PyPI, in a private venv under ``.data``) from the
   ``schedule.json`` POST until the first item is on disk.
+
+With ``--postgres [URL]`` (default postgresql://127.0.0.1:5432/test; ``make bench-postgres``)
+only the ingest is measured, on SQLite and on PostgreSQL alternately in one run (each Runyard
+and each baseline in a fresh schema, dropped after): the PostgreSQL baseline is raw psycopg
+``COPY`` of the same texts, 2,000 rows a commit. Written to benchmarks/POSTGRES.md next to
+results.py's part.
 """
 
 from __future__ import annotations
@@ -37,8 +43,9 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _data import write_jsonl
-from results import PY, RUNYARD, _cli, _port, _wait_up, machine
+import _postgres
+from _postgres import code_version
+from results import PY, RUNYARD, _cli, _port, _wait_up, machine, rows_file
 from runyard.execution.process import RunContext, RunProcess
 from runyard.runtime import BOOTSTRAP
 from runyard.services import Services
@@ -46,6 +53,7 @@ from runyard.services.packages import load_package
 from runyard.services.runs import FINISHED
 from runyard.settings import Settings
 from runyard.storage import Run
+from runyard.storage.rowstore import PostgresRowStore
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".data" / "workers"
@@ -60,6 +68,8 @@ PATHS = {
     "runyard": "Runyard: worker `sdk.push_many` → channel → run process → SQLite",
     "raw": f"raw `sqlite3` executemany, {BATCH:,} rows a commit, WAL + synchronous=NORMAL "
     "(baseline)",
+    "runyard_pg": "Runyard: worker `sdk.push_many` → channel → run process → PostgreSQL `COPY`",
+    "raw_pg": f"raw psycopg `COPY` into a `json` column, {BATCH:,} rows a commit (baseline)",
 }
 #: Scrapyd's side, installed into its own venv by this script. setuptools is pinned too:
 #: Scrapyd's egg runner imports pkg_resources and the egg is built with bdist_egg.
@@ -141,17 +151,6 @@ setup(
 # --- the data and the packages ------------------------------------------------------------------
 
 
-def rows_file(rows: int) -> Path:
-    """The rows as JSONL, shared with results.py (the same generator and seed, built once)."""
-    src = HERE / ".data" / f"rows-{rows}" / "rows.jsonl"
-    if not src.exists():
-        print(f"building the data set: {rows:,} rows …", flush=True)
-        tmp = src.with_suffix(".tmp")
-        write_jsonl(tmp, rows)
-        tmp.rename(src)
-    return src
-
-
 def package(name: str, main: str) -> Path:
     root = WORK / "packages" / name
     shutil.rmtree(root, ignore_errors=True)
@@ -205,12 +204,51 @@ def raw_insert(texts: list[str]) -> float:
     return seconds
 
 
-class Runyard:
-    """An embedded Runyard in a fresh data dir: one user, the benchmark's workers registered."""
+def raw_copy(texts: list[str], base_url: str) -> float:
+    """Seconds to ``COPY`` ``texts`` as one run's rows with bare psycopg, in a fresh schema."""
+    rows = len(texts)
+    with _postgres.Schema(base_url, "bench_raw") as schema:
+        conn = _postgres.connect(schema.url)
+        conn.autocommit = False
+        conn.execute(
+            "CREATE TABLE result_rows (run_id INTEGER NOT NULL, seq INTEGER NOT NULL, "
+            "data json NOT NULL, PRIMARY KEY (run_id, seq))"
+        )
+        conn.commit()
+        started = time.perf_counter()
+        for first in range(0, rows, BATCH):
+            with conn.cursor() as cur, cur.copy(PostgresRowStore._COPY) as copy:
+                for i, text in enumerate(texts[first : first + BATCH], first):
+                    copy.write_row((1, i, text))
+            conn.commit()
+        seconds = time.perf_counter() - started
+        conn.close()
+    return seconds
 
-    def __init__(self, name: str, workers: dict[str, str], *, start: bool = True) -> None:
+
+class Runyard:
+    """An embedded Runyard in a fresh data dir: one user, the benchmark's workers registered.
+
+    With ``postgres`` (a server URL) its database is a fresh schema there, dropped on close.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        workers: dict[str, str],
+        *,
+        start: bool = True,
+        postgres: str | None = None,
+    ) -> None:
         self.data_dir = fresh(WORK / name)
-        self.svc = Services(Settings(data_dir=self.data_dir))
+        self.schema = _postgres.Schema(postgres, "bench_ingest").create() if postgres else None
+        self.svc = Services(
+            Settings(
+                data_dir=self.data_dir,
+                database_url=self.schema and self.schema.url,
+                executor="local",
+            )
+        )
         self.uid = self.svc.accounts.create_user("bench")
         for slug, main in workers.items():
             self.svc.workers.register(self.uid, load_package(package(slug, main)), slug=slug)
@@ -240,6 +278,8 @@ class Runyard:
 
     def close(self) -> None:
         self.svc.close()
+        if self.schema:
+            self.schema.drop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
@@ -281,6 +321,113 @@ def ingest(src: Path, rows: int, rounds: int) -> dict[str, Any]:
         for i in range(1, len(order), 2)
     ]
     return {"rows": rows, "order": order, "ratios": ratios, "ratio": statistics.median(ratios)}
+
+
+def ingest_compare(src: Path, rows: int, rounds: int, base_url: str) -> dict[str, Any]:
+    """Runyard on SQLite and on PostgreSQL, each next to its own raw baseline, alternating.
+
+    The order is ``raw, raw_pg`` then per round ``runyard, runyard_pg, raw, raw_pg``: each
+    Runyard run is compared with the mean of its backend's baseline runs either side of it,
+    and the two Runyard runs of a round with each other.
+    """
+    texts = load_texts(src, rows)
+    order: list[tuple[str, float]] = []
+
+    def raw(kind: str) -> None:
+        print(f"ingest: {PATHS[kind].split(',')[0]}, {rows:,} rows …", flush=True)
+        seconds = raw_insert(texts) if kind == "raw" else raw_copy(texts, base_url)
+        order.append((kind, seconds))
+
+    def runyard(kind: str) -> None:
+        print(f"ingest: {PATHS[kind].split(' → ')[-1]} Runyard, {rows:,} rows …", flush=True)
+        ry = Runyard(
+            "ingest",
+            {"bench-ingest": SDK_MAIN.format(src=str(src))},
+            postgres=base_url if kind == "runyard_pg" else None,
+        )
+        try:
+            run_id, seconds = ry.run("bench-ingest")
+            check_rows(ry, run_id, src, rows)
+        finally:
+            ry.close()
+        order.append((kind, seconds))
+
+    raw("raw")
+    raw("raw_pg")
+    for _ in range(rounds):
+        runyard("runyard")
+        runyard("runyard_pg")
+        raw("raw")
+        raw("raw_pg")
+    out: dict[str, Any] = {"rows": rows, "order": order}
+    for kind, base in (("runyard", "raw"), ("runyard_pg", "raw_pg")):
+        runs = [i for i, (k, _) in enumerate(order) if k == kind]
+        bases = [sec for k, sec in order if k == base]
+        mine = [order[i][1] for i in runs]
+        # Baseline runs r and r+1 stand either side of Runyard run r.
+        ratios = [statistics.fmean((bases[r], bases[r + 1])) / sec for r, sec in enumerate(mine)]
+        out[kind] = {"seconds": mine, "ratios": ratios, "base_seconds": bases}
+    out["pg_vs_sqlite"] = [
+        s / p for s, p in zip(out["runyard"]["seconds"], out["runyard_pg"]["seconds"], strict=True)
+    ]
+    out["raw_pg_vs_sqlite"] = [
+        s / p
+        for s, p in zip(
+            out["runyard"]["base_seconds"], out["runyard_pg"]["base_seconds"], strict=True
+        )
+    ]
+    return out
+
+
+def report_postgres(ing: dict[str, Any]) -> str:
+    rows = ing["rows"]
+    med = {
+        kind: rows / statistics.median(ing[kind]["seconds"]) for kind in ("runyard", "runyard_pg")
+    }
+    base = {
+        kind: rows / statistics.median(ing[kind]["base_seconds"])
+        for kind in ("runyard", "runyard_pg")
+    }
+
+    def spread(values: list[float]) -> str:
+        return ", ".join(f"{v:.2f}" for v in values)
+
+    lines = [
+        "## Ingest (`benchmarks/workers.py --postgres`)",
+        "",
+        f"A worker pushing {rows:,} rows (`benchmarks/_data.py`, about 755 bytes each) through "
+        "`sdk.push_many`, executed by a real embedded Runyard (local executor, run process, row "
+        "store), from `launcher.start` to the run's `succeeded`; each Runyard in a fresh data "
+        "dir, and on PostgreSQL a fresh schema. Each baseline takes the very same texts, read "
+        "into memory before its clock starts, into a fresh table with the same primary key.",
+        "",
+        "| # | path | seconds | rows/s |",
+        "|---:|---|---:|---:|",
+        *(
+            f"| {i} | {PATHS[what]} | {sec:.1f} | {rows / sec:,.0f} |"
+            for i, (what, sec) in enumerate(ing["order"], 1)
+        ),
+        "",
+        "| backend | Runyard rows/s (median) | raw baseline rows/s (median) | Runyard / raw |",
+        "|---|---:|---:|---:|",
+        f"| SQLite | {med['runyard']:,.0f} | {base['runyard']:,.0f} "
+        f"| {statistics.median(ing['runyard']['ratios']):.2f}× "
+        f"({spread(ing['runyard']['ratios'])}) |",
+        f"| PostgreSQL | {med['runyard_pg']:,.0f} | {base['runyard_pg']:,.0f} "
+        f"| {statistics.median(ing['runyard_pg']['ratios']):.2f}× "
+        f"({spread(ing['runyard_pg']['ratios'])}) |",
+        "",
+        f"PostgreSQL / SQLite ingest rows/s: **{statistics.median(ing['pg_vs_sqlite']):.2f}×** "
+        f"through Runyard (per round: {spread(ing['pg_vs_sqlite'])}), "
+        f"{statistics.median(ing['raw_pg_vs_sqlite']):.2f}× for the raw baselines "
+        f"({spread(ing['raw_pg_vs_sqlite'])}). Each Runyard run is compared with the mean of "
+        "its backend's baseline runs either side of it. Both databases commit every batch "
+        "durably as configured (SQLite WAL with synchronous=NORMAL; PostgreSQL fsync and "
+        "synchronous_commit on), and PostgreSQL's server process takes CPU on the same two "
+        "cores as the worker and the run process.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def worker_alone(src: Path, rows: int) -> float:
@@ -584,21 +731,6 @@ def latency(skip: set[str], runs: int) -> dict[str, Any]:
 # --- the report -------------------------------------------------------------------------------
 
 
-def code_version() -> str:
-    """The commit measured, and whether src/ differed from it (others edit the same tree)."""
-    root = HERE.parent
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "src"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        return "unknown (no git)"
-    return f"commit {head}" + (" with uncommitted changes in src/" if dirty else "")
-
-
 def report(rows: int, ing: dict[str, Any] | None, brk: dict[str, Any] | None, lat: Any) -> str:
     lines = [
         "# Worker run benchmarks",
@@ -733,10 +865,37 @@ def main() -> None:
         "--breakdown", action="store_true", help="run the breakdown even when the ratio meets"
     )
     parser.add_argument("--runs", type=int, default=LATENCY_RUNS, help="latency samples a side")
-    parser.add_argument("--output", type=Path, default=HERE / "WORKERS.md")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="default benchmarks/WORKERS.md; with --postgres benchmarks/POSTGRES.md",
+    )
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const=_postgres.DEFAULT_URL,
+        default=None,
+        metavar="URL",
+        help="measure the ingest on SQLite and PostgreSQL side by side, nothing else (default "
+        f"URL {_postgres.DEFAULT_URL}; fresh schemas are created and dropped)",
+    )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     WORK.mkdir(parents=True, exist_ok=True)
+    if args.postgres:
+        _postgres.check(args.postgres)
+        clock = _postgres.Clock()
+        compared = ingest_compare(rows_file(args.rows), args.rows, args.rounds, args.postgres)
+        body = report_postgres(compared) + "\n" + clock.note() + "\n"
+        output = args.output or _postgres.OUTPUT
+        _postgres.write_section(
+            "workers.py", _postgres.header(machine(), args.postgres), body, output
+        )
+        print()
+        print(body)
+        print(f"\nwritten to {output}")
+        return
     ing = brk = lat = None
     if "ingest" not in skip:
         src = rows_file(args.rows)
@@ -747,10 +906,11 @@ def main() -> None:
     if "latency" not in skip:
         lat = latency(skip, args.runs)
     text = report(args.rows, ing, brk, lat)
+    output = args.output or HERE / "WORKERS.md"
     print()
     print(text)
-    args.output.write_text(text + "\n")
-    print(f"\nwritten to {args.output}")
+    output.write_text(text + "\n")
+    print(f"\nwritten to {output}")
 
 
 if __name__ == "__main__":

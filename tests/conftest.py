@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import socket
 import textwrap
 import threading
@@ -16,6 +17,7 @@ import httpx
 import orjson
 import pytest
 import uvicorn
+from sqlalchemy import make_url
 
 from runyard.api import create_app
 from runyard.services import Services
@@ -23,6 +25,113 @@ from runyard.services.packages import load_package
 from runyard.settings import Settings
 
 _names = itertools.count()
+
+#: A PostgreSQL server for the second pass of the suites marked ``both_databases``, e.g.
+#: ``postgresql://127.0.0.1:5432/test``; without one (or unreachable) that pass is skipped.
+POSTGRES_URL = os.environ.get("RUNYARD_TEST_POSTGRES_URL", "")
+
+
+def _postgres_problem() -> str | None:
+    if not POSTGRES_URL:
+        return "RUNYARD_TEST_POSTGRES_URL is not set"
+    import psycopg
+
+    url = make_url(POSTGRES_URL).set(drivername="postgresql")
+    try:
+        psycopg.connect(url.render_as_string(hide_password=False), connect_timeout=3).close()
+    except psycopg.Error as exc:
+        return f"PostgreSQL at {url.render_as_string()} is unreachable: {exc}"
+    return None
+
+
+#: The Celery broker of the scale-out tests.
+REDIS_URL = os.environ.get("RUNYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _redis_problem() -> str | None:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        return f"Redis at {REDIS_URL} is unreachable: {exc}"
+    return None
+
+
+POSTGRES_PROBLEM = _postgres_problem()
+#: Why the scale-out tests (PostgreSQL and a Celery broker) cannot run, if they cannot.
+SCALE_OUT_PROBLEM = POSTGRES_PROBLEM or _redis_problem()
+if SCALE_OUT_PROBLEM and os.environ.get("RUNYARD_TEST_REQUIRE_SERVICES"):
+    # CI sets this: a skipped PostgreSQL pass must not look like a green one.
+    raise pytest.UsageError(SCALE_OUT_PROBLEM)
+BACKENDS = [
+    "sqlite",
+    pytest.param(
+        "postgresql",
+        marks=pytest.mark.skipif(POSTGRES_PROBLEM is not None, reason=str(POSTGRES_PROBLEM)),
+    ),
+]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``both_databases`` run once on SQLite and once on PostgreSQL; every other
+    test that uses a server runs on SQLite."""
+    if "backend" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("both_databases") is not None
+        metafunc.parametrize(
+            "backend", BACKENDS if both else ["sqlite"], indirect=True, scope="session"
+        )
+
+
+class Databases:
+    """A fresh, empty database per server: SQLite in its data directory, or a PostgreSQL
+    schema of its own (so servers under test never claim each other's runs)."""
+
+    def __init__(self) -> None:
+        self.schemas: list[str] = []
+
+    def url(self, backend: str) -> str | None:
+        if backend == "sqlite":
+            return None
+        import psycopg
+
+        schema = f"rt_{os.getpid()}_{next(_names)}"
+        base = make_url(POSTGRES_URL).set(drivername="postgresql")
+        with psycopg.connect(base.render_as_string(hide_password=False), autocommit=True) as c:
+            c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            c.execute(f'CREATE SCHEMA "{schema}"')
+        self.schemas.append(schema)
+        url = base.update_query_dict({"options": f"-csearch_path={schema}"})
+        return url.render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        if not self.schemas:
+            return
+        import psycopg
+
+        base = make_url(POSTGRES_URL).set(drivername="postgresql")
+        with psycopg.connect(base.render_as_string(hide_password=False), autocommit=True) as c:
+            for schema in self.schemas:
+                c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(scope="session")
+def databases() -> Iterator[Databases]:
+    made = Databases()
+    yield made
+    made.drop_all()
+
+
+@pytest.fixture(scope="session")
+def backend(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` or ``postgresql``: the database of the servers this test gets."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def database_url(backend: str, databases: Databases) -> str | None:
+    """A fresh database of this test's backend (None: SQLite in the data directory)."""
+    return databases.url(backend)
 
 
 @dataclass
@@ -108,19 +217,30 @@ def venvs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory, venvs_dir: Path) -> Iterator[Server]:
-    srv = Server(Settings(data_dir=tmp_path_factory.mktemp("runyard"), venvs_dir=venvs_dir))
+def server(
+    tmp_path_factory: pytest.TempPathFactory, venvs_dir: Path, backend: str, databases: Databases
+) -> Iterator[Server]:
+    srv = Server(
+        Settings(
+            data_dir=tmp_path_factory.mktemp("runyard"),
+            venvs_dir=venvs_dir,
+            database_url=databases.url(backend),
+        )
+    )
     yield srv
     srv.stop()
 
 
 @pytest.fixture
-def make_server(tmp_path: Path, venvs_dir: Path) -> Iterator[Callable[..., Server]]:
-    """For tests that need other settings than the shared server's."""
+def make_server(
+    tmp_path: Path, venvs_dir: Path, backend: str, databases: Databases
+) -> Iterator[Callable[..., Server]]:
+    """For tests that need other settings than the shared server's (same database backend)."""
     started: list[Server] = []
 
     def make(**settings: Any) -> Server:
         settings.setdefault("venvs_dir", venvs_dir)
+        settings.setdefault("database_url", databases.url(backend))
         srv = Server(Settings(data_dir=tmp_path / f"srv{len(started)}", **settings))
         started.append(srv)
         return srv

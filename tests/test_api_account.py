@@ -10,9 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from runyard.cli import app
-from runyard.services import Services
+from runyard.services import InvalidInput, Services
 from runyard.settings import Settings
 from tests.conftest import Server, User, start, wait_for
+
+pytestmark = pytest.mark.both_databases
 
 BURN = """
 import time
@@ -184,7 +186,7 @@ def test_users_set_command(tmp_path: Path) -> None:
         (["--credit", "nan"], "finite"),
         (["--price-per-cpu-second", "-1"], "at least 0"),
         (["--max-concurrent-runs", "two"], "whole number"),
-        (["--max-concurrent-runs", "0"], "at least 1"),
+        (["--max-concurrent-runs", "0"], "from 1 to"),
         ([], "nothing to set"),
     ):
         code, said = _cli(data, "users", "set", "alice", *args)
@@ -218,3 +220,12 @@ def test_racing_starts_never_pass_the_concurrent_run_limit(make_server) -> None:
     with srv.client(user) as api:
         assert api.get("/api/v2/worker-runs").json()["data"]["count"] == 1
         api.post("/api/v2/worker-runs/last/abort")
+
+
+def test_limits_that_no_column_holds_are_refused(server: Server) -> None:
+    user = server.user()
+    accounts = server.services.accounts
+    for limits in ({"max_concurrent_runs": 2**31}, {"price_per_cpu_second": "1000000001"}):
+        with pytest.raises(InvalidInput):
+            accounts.set_limits(user.name, **limits)  # type: ignore[arg-type]
+    assert accounts.set_limits(user.name, max_concurrent_runs=2**31 - 1).max_concurrent_runs

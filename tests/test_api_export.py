@@ -17,6 +17,8 @@ from runyard.services import NotFound
 from runyard.storage.ingest import RowIngestor
 from tests.conftest import Server, User
 
+pytestmark = pytest.mark.both_databases
+
 FORMATS = {
     "csv": "text/csv; charset=utf-8",
     "json": "application/json",

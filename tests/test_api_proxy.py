@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from tests.conftest import Server, start, wait_for
+
+pytestmark = pytest.mark.both_databases
 
 PROXIES = {
     "US": {

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import httpx
 import orjson
 import pytest
 
 from tests.conftest import Server, User
+
+pytestmark = pytest.mark.both_databases
 
 
 def _ok(resp: httpx.Response) -> dict:
@@ -54,6 +58,9 @@ def test_rows_come_back_exactly_as_pushed(server: Server, user: User, api: httpx
     texts = [
         '{"z":1,"a":{"nested":[1,2,{"x":null}]},"m":"héllo 👋 \\"q\\""}',
         '{"b":true,"a":1.5e3,"z":"line\\nbreak"}',
+        # A tab between tokens, backslashes, a NUL escape: COPY's own escape characters,
+        # which must reach PostgreSQL's json column unharmed.
+        '{"t":\t"tab\\\\back","n":"\\u0000" }',
     ]
     run = server.run(user, texts)
     raw = api.get(f"/api/v2/worker-runs/{run}/result").content
@@ -171,9 +178,15 @@ def test_unknown_or_revoked_key_is_401_12002(server: Server, user: User) -> None
 
 
 def test_keys_are_stored_hashed(server: Server, user: User) -> None:
-    db_bytes = (server.services.settings.data_dir / "runyard.db").read_bytes()
-    wal = server.services.settings.data_dir / "runyard.db-wal"
-    db_bytes += wal.read_bytes() if wal.exists() else b""
+    if server.services.db.dialect == "sqlite":
+        # The database file itself, free pages and the write-ahead log included.
+        db_bytes = (server.services.settings.data_dir / "runyard.db").read_bytes()
+        wal = server.services.settings.data_dir / "runyard.db-wal"
+        db_bytes += wal.read_bytes() if wal.exists() else b""
+    else:
+        with server.services.db.engine.connect() as conn:
+            db_bytes = repr(conn.exec_driver_sql("SELECT * FROM api_keys").all()).encode()
+        assert hashlib.sha256(user.key.encode()).hexdigest().encode() in db_bytes
     assert user.key.encode() not in db_bytes
 
 

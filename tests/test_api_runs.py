@@ -11,9 +11,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import httpx
+import pytest
 
 from runyard.services.callbacks import verify_signature
 from tests.conftest import Server, User, start, wait_for
+
+pytestmark = pytest.mark.both_databases
 
 ECHO = """
 from runyard import sdk

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.conftest import Server, User, start, wait_for
+
+pytestmark = pytest.mark.both_databases
 
 ECHO = """
 from runyard import sdk

@@ -6,8 +6,11 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import Server, User, wait_for
+
+pytestmark = pytest.mark.both_databases
 
 ECHO = """
 from runyard import sdk

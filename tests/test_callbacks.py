@@ -29,6 +29,8 @@ from runyard.services.errors import InvalidInput
 from runyard.storage import Database, Run, User, Worker
 from runyard.storage.models import CallbackDelivery
 
+pytestmark = pytest.mark.both_databases
+
 #: A reply the receiver gives: an HTTP status, a status with headers, or HANG (no answer).
 HANG = "hang"
 Reply = int | tuple[int, dict[str, str]] | str
@@ -107,8 +109,8 @@ def receivers() -> Iterator[Callable[..., Receiver]]:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path}/db.sqlite")
+def db(tmp_path: Path, database_url: str | None) -> Iterator[Database]:
+    database = Database(database_url or f"sqlite:///{tmp_path}/db.sqlite")
     database.migrate()
     yield database
     database.dispose()
@@ -276,10 +278,13 @@ def test_redirects_are_not_followed(
 
 
 def test_pending_deliveries_survive_a_restart(
-    tmp_path: Path, senders: Callable[..., Callbacks], receivers: Callable[..., Receiver]
+    tmp_path: Path,
+    database_url: str | None,
+    senders: Callable[..., Callbacks],
+    receivers: Callable[..., Receiver],
 ) -> None:
     receiver = receivers(200)
-    url = f"sqlite:///{tmp_path}/restart.sqlite"
+    url = database_url or f"sqlite:///{tmp_path}/restart.sqlite"
     first_db = Database(url)
     first_db.migrate()
     run = make_run(first_db)

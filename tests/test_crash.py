@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import select
@@ -57,11 +58,13 @@ def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
             time.sleep(0.1)
 
 
-def test_kill_9_mid_run_keeps_committed_rows_and_fails_the_run(tmp_path: Path):
+def _install(tmp_path: Path, main: str) -> tuple[Path, str]:
+    """A data directory with a user and the worker ``pusher`` running ``main``; the directory
+    and the user's key."""
     data_dir = tmp_path / "data"
     package = tmp_path / "pusher"
     package.mkdir()
-    (package / "main.py").write_text(WORKER)
+    (package / "main.py").write_text(main)
     (package / "input_schema.json").write_text('{"properties": []}')
     (package / "output_schema.json").write_text("[]")
     svc = Services(Settings(data_dir=data_dir))
@@ -69,7 +72,11 @@ def test_kill_9_mid_run_keeps_committed_rows_and_fails_the_run(tmp_path: Path):
     key = svc.accounts.create_key("alice")
     svc.workers.register(user_id, load_package(package))
     svc.close()
+    return data_dir, key
 
+
+def test_kill_9_mid_run_keeps_committed_rows_and_fails_the_run(tmp_path: Path):
+    data_dir, key = _install(tmp_path, WORKER)
     port = _free_port()
     base = f"http://127.0.0.1:{port}/api/v2"
     headers = {"Authorization": f"Bearer {key}"}
@@ -136,6 +143,90 @@ def _alive(pid: int) -> bool:
         return False
     state = Path(f"/proc/{pid}/stat").read_text().split()[2]
     return state != "Z"
+
+
+#: Starts a child that outlives it unless killed, says its pid, and waits.
+SPAWNER = """
+import subprocess, time
+from runyard import sdk
+
+child = subprocess.Popen(["sleep", "300"])
+sdk.push({"child": child.pid})
+sdk.flush()
+time.sleep(300)
+"""
+
+
+def test_kill_9_leaves_no_grandchild_once_the_server_is_back(tmp_path: Path):
+    data_dir, key = _install(tmp_path, SPAWNER)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}/api/v2"
+    headers = {"Authorization": f"Bearer {key}"}
+    server = _serve(data_dir, port)
+    try:
+        run = httpx.post(f"{base}/workers/pusher/runs", headers=headers, json={}).json()["data"][
+            "run_slug"
+        ]
+        deadline = time.monotonic() + 30
+        while not (rows := _rows(base, headers, run)):
+            assert time.monotonic() < deadline, "the worker never started its child"
+            time.sleep(0.1)
+        child = rows[0]["child"]
+        assert _alive(child)
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+    finally:
+        if server.poll() is None:
+            server.kill()
+    # The worker's own process dies with the server (PR_SET_PDEATHSIG); its child, handed to
+    # init, lives on until the server is back: a service manager would kill it at once (a
+    # systemd unit's cgroup).
+    server = _serve(data_dir, port)
+    try:
+        record = httpx.get(f"{base}/worker-runs/{run}", headers=headers).json()["data"]
+        assert (record["status"], record["err_msg"]) == ("failed", "server restarted")
+        # Killed before the server took requests.
+        assert not _alive(child)
+    finally:
+        server.terminate()
+        server.wait(10)
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def _rows(base: str, headers: dict[str, str], run: str) -> list[dict[str, Any]]:
+    reply = httpx.get(f"{base}/worker-runs/{run}/result", headers=headers)
+    rows: list[dict[str, Any]] = reply.json()["data"]["list"]
+    return rows
+
+
+def test_what_is_left_of_a_run_is_killed_though_its_leader_is_gone():
+    from runyard.execution.process import kill_runs
+
+    slug = "01LEFTOVERRUN0000000000000"
+    # A run's process that died, leaving a child in its group: the group has no leader, and
+    # the child's parent is init.
+    leader = subprocess.Popen(
+        ["sh", "-c", "sleep 300 & echo $!"],
+        env={**os.environ, "RUNYARD_RUN_ID": slug},
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert leader.stdout is not None
+    child = int(leader.stdout.readline())
+    leader.wait(10)
+    try:
+        assert _alive(child)
+        kill_runs(["01SOMEOTHERRUN000000000000"])
+        assert _alive(child)
+        kill_runs([slug])
+        deadline = time.monotonic() + 5
+        while _alive(child):
+            assert time.monotonic() < deadline, "the leftover lives on"
+            time.sleep(0.05)
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
 
 
 def test_orphans_are_found_by_their_run_id_when_no_pid_was_stored():

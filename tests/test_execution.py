@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import Server, User, start, wait_for
+
+pytestmark = pytest.mark.both_databases
 
 
 def _rows(api: httpx.Client, run: str, limit: int = 100) -> list[dict[str, Any]]:
@@ -372,3 +375,51 @@ def test_endless_lines_are_cut_without_filling_the_server(
     assert any(
         "row exceeds the 1048576-byte row limit" in e["content"] for e in entries if e["type"] == 4
     )
+
+
+def test_nul_characters_in_output_fail_the_run_readably(
+    server: Server, user: User, api: httpx.Client
+):
+    # PostgreSQL text cannot hold NUL: neither the log nor err_msg may sink the run's end.
+    worker = server.worker(
+        user,
+        """
+        import sys
+
+        print("hello\\x00world")
+        print("hello\\x00world", file=sys.stderr)
+        sys.exit(1)
+        """,
+    )
+    run = start(api, worker)
+    record = wait_for(api, run)
+    assert (record["status"], record["err_msg"]) == (
+        "failed",
+        "worker exited with code 1: hello\ufffdworld",
+    )
+    entries = [(e["type"], e["content"]) for e in _log(api, run)]
+    assert (2, "hello\ufffdworld") in entries
+    assert (4, "hello\ufffdworld") in entries
+    assert (4, "run failed: worker exited with code 1: hello\ufffdworld") in entries
+
+
+def test_a_run_whose_log_cannot_be_written_still_finishes(
+    server: Server, user: User, api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+):
+    from runyard.storage.runlog import LogWriter
+
+    def refused(self: LogWriter) -> None:
+        raise RuntimeError("the database refused the batch")
+
+    monkeypatch.setattr(LogWriter, "close", refused)
+    worker = server.worker(
+        user,
+        """
+        from runyard import sdk
+        sdk.push({"n": 1})
+        """,
+    )
+    run = start(api, worker)
+    record = wait_for(api, run)
+    assert (record["status"], record["results"]) == ("succeeded", 1)
+    assert _rows(api, run) == [{"n": 1}]

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from runyard.services import MAX_LIMIT
 from runyard.settings import Settings
-from tests.conftest import Server
+from tests.conftest import Databases, Server
+
+pytestmark = pytest.mark.both_databases
 
 TOTAL = 237
 
@@ -40,8 +42,16 @@ def test_any_window_over_http(paged: tuple[httpx.Client, str], offset: int, limi
 
 
 @pytest.fixture(scope="module")
-def page_mode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, str]]:
-    srv = Server(Settings(data_dir=tmp_path_factory.mktemp("pages"), offset_mode="page"))
+def page_mode(
+    tmp_path_factory: pytest.TempPathFactory, backend: str, databases: Databases
+) -> Iterator[tuple[httpx.Client, str]]:
+    srv = Server(
+        Settings(
+            data_dir=tmp_path_factory.mktemp("pages"),
+            offset_mode="page",
+            database_url=databases.url(backend),
+        )
+    )
     user = srv.user()
     run = srv.run(user, [{"i": i} for i in range(TOTAL)])
     with srv.client(user) as client:

@@ -23,6 +23,8 @@ from runyard.services.tasks import Tasks
 from runyard.storage import Task
 from tests.conftest import Server, wait_for
 
+pytestmark = pytest.mark.both_databases
+
 ECHO = """
 from runyard import sdk
 sdk.push(sdk.input())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -28,14 +29,22 @@ class ProxyRegion(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RUNYARD_", extra="ignore")
 
-    #: Where the embedded mode keeps its database, export files and secret key.
+    #: Where this process keeps its own state: the embedded database, run scratch directories,
+    #: locks; and, unless ``shared_dir`` is set, the files below.
     data_dir: Path = Path(".runyard")
+    #: Files every API server and execution node must see at the same path: worker packages,
+    #: their virtualenvs, export files and the link-signing key (DESIGN §5); default
+    #: ``data_dir``.
+    shared_dir: Path | None = None
     #: SQLAlchemy URL of the metadata and row database; default: SQLite in ``data_dir``.
-    database_url: str | None = None
+    #: ``postgresql://…`` uses psycopg 3. Secret: its password must never reach a log.
+    database_url: SecretStr | None = None
+    #: Connections each process keeps to PostgreSQL; at peaks it opens up to 41 more.
+    database_pool_size: int = Field(default=10, ge=1)
     #: Base of absolute download links (e.g. ``https://runyard.example.com``); default: taken
     #: from each request.
     public_url: str | None = None
-    #: HMAC key for download links; default: generated once and kept in ``data_dir``.
+    #: HMAC key for download links; default: generated once and kept in ``shared_dir``.
     secret_key: SecretStr | None = None
     #: How long a download link stays valid.
     link_ttl_seconds: int = Field(default=24 * 3600, ge=60)
@@ -49,7 +58,8 @@ class Settings(BaseSettings):
     port: int = 8000
 
     # --- running workers -------------------------------------------------------------------
-    #: Runs executing at once on this server; later runs wait as ``ready``.
+    #: Runs executing at once on this server (in the ``celery`` mode: on each ``runyard
+    #: worker`` node); later runs wait as ``ready``.
     max_concurrent_runs: int = Field(default=2, ge=1)
     #: Default ``execute_limit_time_seconds`` of a run.
     run_timeout_seconds: int = Field(default=1800, ge=1)
@@ -66,8 +76,25 @@ class Settings(BaseSettings):
     #: (e.g. ``--index-url ...`` for a private mirror).
     pip_args: list[str] = []
     #: Virtualenvs built from workers' ``requirements.txt``, one per distinct file, reused by
-    #: every version (and every server) pointing here; default ``data_dir/venvs``.
+    #: every version (and every server) pointing here; default ``shared_dir/venvs``.
     venvs_dir: Path | None = None
+
+    # --- scale-out (docs/deploy.md) -------------------------------------------------------
+    #: ``local``: runs execute inside ``runyard serve``. ``celery``: ``runyard serve`` queues
+    #: them on ``broker_url`` and ``runyard worker`` nodes execute them.
+    executor: Literal["local", "celery"] = "local"
+    #: Celery broker of the ``celery`` executor: ``redis://…`` or ``amqp://…`` (RabbitMQ).
+    broker_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    #: How often an execution node records that it is alive.
+    node_heartbeat_seconds: float = Field(default=5, gt=0)
+    #: A node silent this long is dead: its runs fail, and it may not write to them again.
+    node_lease_seconds: float = Field(default=30, gt=0)
+    #: Broker queue the ``celery`` executor sends runs to and ``runyard worker`` nodes consume:
+    #: deployments sharing a broker keep apart by giving each its own.
+    celery_queue: str = Field(default="runyard", min_length=1)
+    #: A ``ready`` run handed to the broker this long ago and still not taken is sent again
+    #: (its message was lost), once the queue has nothing else waiting.
+    run_requeue_seconds: float = Field(default=120, gt=0)
 
     # --- tasks, schedules, proxies ---------------------------------------------------------
     #: Time zone schedules fire in (an IANA name).
@@ -103,21 +130,25 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
-            return self.database_url
+            return self.database_url.get_secret_value()
         return f"sqlite:///{(self.data_dir / 'runyard.db').resolve()}"
 
     @property
+    def resolved_shared_dir(self) -> Path:
+        return self.shared_dir or self.data_dir
+
+    @property
     def files_dir(self) -> Path:
-        return self.data_dir / "files"
+        return self.resolved_shared_dir / "files"
 
     @property
     def packages_dir(self) -> Path:
         """Private copies of registered worker versions."""
-        return self.data_dir / "workers"
+        return self.resolved_shared_dir / "workers"
 
     @property
     def resolved_venvs_dir(self) -> Path:
-        return self.venvs_dir or self.data_dir / "venvs"
+        return self.venvs_dir or self.resolved_shared_dir / "venvs"
 
     @property
     def runs_dir(self) -> Path:
@@ -125,7 +156,8 @@ class Settings(BaseSettings):
         return self.data_dir / "runs"
 
     def resolved_secret_key(self) -> bytes:
-        """The link-signing key; made on first use and kept in ``data_dir/secret.key``."""
+        """The link-signing key; made on first use and kept in ``shared_dir/secret.key``, so
+        every API server signs and checks links alike."""
         key = self.secret_key.get_secret_value() if self.secret_key else self._stored_key()
         if len(key) < MIN_SECRET_CHARS:
             raise ValueError(
@@ -135,18 +167,26 @@ class Settings(BaseSettings):
 
     def resolved_executor_name(self) -> str:
         return self.executor_name or self._stored(
-            "executor.id", lambda: f"local-{secrets.token_hex(6)}"
+            self.data_dir, "executor.id", lambda: f"local-{secrets.token_hex(6)}"
+        )
+
+    def resolved_node_name(self) -> str:
+        """The name of a ``runyard worker`` node: ``executor_name``, or one made once and kept
+        in ``data_dir``, so a node restarted on the same machine knows its runs again."""
+        return self.executor_name or self._stored(
+            self.data_dir, "node.id", lambda: f"{socket.gethostname()}-{secrets.token_hex(3)}"
         )
 
     def _stored_key(self) -> str:
-        return self._stored("secret.key", lambda: secrets.token_hex(32))
+        return self._stored(self.resolved_shared_dir, "secret.key", lambda: secrets.token_hex(32))
 
-    def _stored(self, name: str, make: Callable[[], str]) -> str:
-        """A value made once and kept in ``data_dir/name`` (owner-only), the same for every
+    @staticmethod
+    def _stored(directory: Path, name: str, make: Callable[[], str]) -> str:
+        """A value made once and kept in ``directory/name`` (owner-only), the same for every
         process: written whole to a private file, then linked into place."""
-        path = self.data_dir / name
+        path = directory / name
         if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{name}.{secrets.token_hex(8)}")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:

@@ -18,6 +18,7 @@ from runyard.services import (
     NotFound,
     ServiceError,
     Unauthenticated,
+    UnstorableText,
     VersionNotFound,
     WrongState,
 )
@@ -46,6 +47,10 @@ async def _service_error(request: Request, exc: Exception) -> Response:
     return error(request, status, code, exc.message, exc.details)
 
 
+async def _unstorable_text(request: Request, exc: Exception) -> Response:
+    return error(request, 422, 11000, str(exc))
+
+
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     if any(e.get("type") == "json_invalid" for e in exc.errors()):
@@ -66,5 +71,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(UnstorableText, _unstorable_text)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

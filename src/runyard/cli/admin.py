@@ -22,6 +22,7 @@ from runyard.cli.app import app, err, fail, keys_app, out, runs_app, users_app, 
 from runyard.execution.local import ExecutorBusy
 from runyard.services import ServiceError, Services
 from runyard.services.accounts import UNSET, Unset
+from runyard.services.errors import InvalidInput
 from runyard.services.packages import load_package
 from runyard.settings import Settings
 
@@ -32,14 +33,16 @@ DataDir = Annotated[
 LOCAL_USER = "local"
 
 
-def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
+def settings_from(data_dir: Path | None, **overrides: Any) -> Settings:
+    """The environment's settings, with the options given on the command line."""
     values = {k: v for k, v in overrides.items() if v is not None}
     if data_dir is not None:
         values["data_dir"] = data_dir
     return Settings(**values)
 
 
-def _open(settings: Settings) -> Services:
+def open_services(settings: Settings) -> Services:
+    """Every service on ``settings``; a setting that cannot work ends the command."""
     try:
         return Services(settings)
     except ValueError as exc:  # a setting that cannot work, such as a weak secret key
@@ -48,13 +51,24 @@ def _open(settings: Settings) -> Services:
 
 @contextmanager
 def _services(data_dir: Path | None) -> Iterator[Services]:
-    svc = _open(_settings(data_dir))
+    svc = open_services(settings_from(data_dir))
     try:
         yield svc
     except ServiceError as exc:
         fail(_explain(exc))
     finally:
         svc.close()
+
+
+def _first_user(svc: Services) -> int | None:
+    """On the first start of the first server, the user ``local``'s id; else None (another
+    server starting on the same database at the same moment may be the first)."""
+    if svc.accounts.has_users():
+        return None
+    try:
+        return svc.accounts.create_user(LOCAL_USER)
+    except InvalidInput:
+        return None
 
 
 @app.command()
@@ -71,19 +85,20 @@ def serve(
     ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Serve the API (SQLite, local executor, local files) until interrupted."""
+    """Serve the API until interrupted: embedded (SQLite, local executor, local files) unless
+    settings say otherwise (docs/deploy.md)."""
     import uvicorn
 
     from runyard.api import create_app
     from runyard.api.logs import log_config
 
-    settings = _settings(data_dir, host=host, port=port)
-    svc = _open(settings)
+    settings = settings_from(data_dir, host=host, port=port)
+    svc = open_services(settings)
     for slug in svc.imports.clean_abandoned():
         err.print(f"removed run {slug}: its import was interrupted")
     base = settings.public_url or f"http://{settings.host}:{settings.port}"
-    if not svc.accounts.has_users():
-        user_id = svc.accounts.create_user(LOCAL_USER)
+    user_id = _first_user(svc)
+    if user_id is not None:
         key = svc.accounts.create_key(LOCAL_USER)
         registered = _register_all(svc, user_id, workers) if workers else []
         auth = shlex.quote("Authorization: Bearer " + key)
@@ -124,7 +139,10 @@ def serve(
             "(see docs/workers.md, Trust)",
             markup=True,
         )
-    err.print(f"Runyard serving at {base}  (data: {settings.data_dir.resolve()})")
+    err.print(
+        f"Runyard serving at {base}  (data: {settings.data_dir.resolve()}; "
+        f"database: {svc.db.dialect}; executor: {settings.executor})"
+    )
     uvicorn.run(
         create_app(svc),
         host=settings.host,

@@ -14,7 +14,7 @@ from runyard.cli.app import app
 __all__ = ["app", "main"]
 
 # Importing a command module registers its commands on ``app``, in this order in --help.
-for _module in ("runs", "workers", "tasks", "account", "admin"):
+for _module in ("runs", "workers", "tasks", "account", "admin", "node"):
     importlib.import_module(f"runyard.cli.{_module}")
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any, Protocol
 
+from sqlalchemy import ColumnElement
+from sqlalchemy.orm import Session
+
 from runyard.storage import Run
 
 
@@ -24,10 +27,16 @@ class Executor(Protocol):
 
 #: ``err_msg`` of a run that was aborted.
 ABORTED = "aborted by user"
+#: The statuses of a run whose process may go on: in any other, it must stop at once.
+ACTIVE = ("running", "aborting")
 
 
 class RunStates(Protocol):
     """The run records an executor reads and moves (``services.runs.Runs``)."""
+
+    def claim(
+        self, run_id: int, executor: str, *, only_if: ColumnElement[bool] | None = None
+    ) -> bool: ...
 
     def claim_next(self, executor: str) -> int | None: ...
 
@@ -38,5 +47,21 @@ class RunStates(Protocol):
     def set_pid(self, run_id: int, pid: int | None) -> None: ...
 
     def transition(
-        self, run_id: int, status: str, *, only_from: Collection[str] = (), **values: Any
+        self,
+        run_id: int,
+        status: str,
+        *,
+        only_from: Collection[str] = (),
+        only_if: ColumnElement[bool] | None = None,
+        **values: Any,
     ) -> Run | None: ...
+
+    def fail_owned(
+        self,
+        executor: str,
+        statuses: Collection[str],
+        err_msg: str,
+        *,
+        only_if: ColumnElement[bool] | None = None,
+        session: Session | None = None,
+    ) -> list[int]: ...

@@ -9,14 +9,9 @@ import threading
 from pathlib import Path
 from typing import IO
 
-from runyard.execution.base import ABORTED
-from runyard.execution.process import (
-    RunContext,
-    RunProcess,
-    is_run_process,
-    kill_group,
-    run_processes,
-)
+from runyard.execution.base import ABORTED, ACTIVE
+from runyard.execution.process import RunContext, RunProcess, fail_leftovers, kill_runs
+from runyard.storage import Run
 
 log = logging.getLogger("runyard.execution")
 
@@ -71,12 +66,10 @@ class LocalExecutor:
     def recover(self) -> int:
         """Fail the runs a dead life of this executor left ``running``; their rows stay."""
         orphans = self.ctx.runs.owned_by(self.name, ("running", "aborting"))
+        # By their environment, not their stored pid: that process died with the server
+        # (runtime/bootstrap.py), its children did not; the pid may never have been stored.
+        kill_runs([run.slug for run in orphans])
         for run in orphans:
-            # No stored pid: the server died between starting the process and recording it.
-            pids = [run.pid] if run.pid is not None else run_processes(run.slug)
-            for pid in pids:
-                if is_run_process(pid, run.slug):
-                    kill_group(pid)
             err = ABORTED if run.status == "aborting" else "server restarted"
             self.ctx.runs.transition(
                 run.id, "failed", only_from=("running", "aborting"), err_msg=err
@@ -110,6 +103,14 @@ class LocalExecutor:
             self._lock_file.close()
             self._lock_file = None
 
+    def _fail_unfinished(self, run_id: int) -> None:
+        """Fail the run if its thread ended without finishing it (the database was away)."""
+        with self.ctx.db.session() as s:
+            run = s.get(Run, run_id)
+        if run is not None and run.status in ACTIVE and run.executor == self.name:
+            log.error("run %s was left %s by its thread", run.slug, run.status)
+            fail_leftovers(self.ctx, [run], self.name, "the server lost track of the run")
+
     def _dispatch(self) -> None:
         while not self._stopping.is_set():
             self._wake.clear()
@@ -140,6 +141,10 @@ class LocalExecutor:
         try:
             proc.execute()
         finally:
+            try:
+                self._fail_unfinished(proc.run_id)
+            except Exception:
+                log.warning("run %d may be left unfinished until a restart", proc.run_id)
             with self._lock:
                 self._active.pop(proc.run_id, None)
                 self._threads.pop(proc.run_id, None)

@@ -17,15 +17,17 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 
-from runyard.execution.base import ABORTED, RunStates
+from runyard.execution.base import ABORTED, ACTIVE, RunStates
 from runyard.runtime import BOOTSTRAP
 from runyard.settings import Settings
 from runyard.storage import Database, RowStore, Run, User, WorkerVersion
@@ -47,7 +49,8 @@ FLUSH_SECONDS = 0.2
 #: Rows per commit at most; a fast worker fills it between two timed flushes, and every commit
 #: costs about as much as thousands of inserts.
 RUN_BATCH = 10_000
-#: How often a run checks the database for an abort asked through another server.
+#: How often a run checks the database for an abort asked through another server, or for its
+#: end decided elsewhere (a lease that ran out).
 ABORT_POLL_SECONDS = 1.0
 #: After the worker's main process ends, how long its leftovers may keep the pipes open.
 EXIT_GRACE_SECONDS = 2.0
@@ -99,6 +102,44 @@ class _LineBuffer:
         rest = [] if self.skipping or not self.rest else [self.rest]
         self.rest = b""
         return rest
+
+
+class RunFenced(Exception):
+    """The run was finished by someone else (its node was declared dead): this process must
+    stop, and write nothing more to it."""
+
+
+class FencedRows:
+    """A row store that refuses to append to a run no longer ``running`` or ``aborting``.
+
+    ``RowIngestor.flush`` appends first in its transaction, so the check locks the run's row
+    before any row is written: a reaper failing the run either committed before (the batch
+    is refused and rolled back) or waits for the batch to commit. A node that was cut off and
+    comes back never adds rows to a run someone else failed.
+    """
+
+    def __init__(self, rows: RowStore) -> None:
+        self.rows = rows
+
+    def append(self, conn: Connection, run_id: int, first_seq: int, texts: Sequence[str]) -> None:
+        # FOR NO KEY UPDATE: the lock the batch's own update of the run takes anyway, taken
+        # first; it does not block the foreign-key checks of log lines. (SQLite has no row
+        # locks, and needs none: its writers take turns.)
+        status = conn.scalar(
+            select(Run.status).where(Run.id == run_id).with_for_update(key_share=True)
+        )
+        if status not in ACTIVE:
+            raise RunFenced(f"run {run_id} is {status}")
+        self.rows.append(conn, run_id, first_seq, texts)
+
+    def replace(self, conn: Connection, run_id: int, rows: dict[int, str]) -> None:
+        self.rows.replace(conn, run_id, rows)
+
+    def read(self, run_id: int, start: int, stop: int) -> list[str]:
+        return self.rows.read(run_id, start, stop)
+
+    def iter_batches(self, run_id: int, stop: int, batch_size: int = 5000) -> Iterator[list[str]]:
+        return self.rows.iter_batches(run_id, stop, batch_size)
 
 
 @dataclass(frozen=True)
@@ -200,6 +241,8 @@ def _environment(
         "RUNYARD_CHANNEL_FD": str(channel_fd),
         "RUNYARD_INPUT": str(input_path),
         "RUNYARD_RUN_ID": run.slug,
+        # The bootstrap dies with this process (runtime/bootstrap.py), which it checks by pid.
+        "RUNYARD_PARENT_PID": str(os.getpid()),
     }
     if memory_mb:
         env["RUNYARD_MEMORY_MB"] = str(memory_mb)
@@ -228,6 +271,73 @@ def run_processes(run_slug: str) -> list[int]:
     return [pid for pid in pids if is_run_process(pid, run_slug)]
 
 
+_RUN_ID = b"RUNYARD_RUN_ID="
+
+
+def _processes_by_run() -> dict[int, str]:
+    """The run slug of every process of this user that carries one in its environment."""
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone, or another user's
+            continue
+        for variable in environ.split(b"\0"):
+            if variable.startswith(_RUN_ID):
+                found[int(entry.name)] = variable[len(_RUN_ID) :].decode(errors="replace")
+                break
+    return found
+
+
+def kill_runs(slugs: Collection[str]) -> None:
+    """Kill every process left of these runs, wherever it sits in their tree.
+
+    Found by the ``RUNYARD_RUN_ID`` each inherits, not by the stored pid: ``PR_SET_PDEATHSIG``
+    kills the run's own process alone when its executor dies, and its children live on,
+    handed to init, in a group whose leader is gone. Each such process is killed with its whole
+    group (a group holding one of the run's processes is the run's: only the run's own tree
+    shares its session), which takes along children that were given another environment.
+    """
+    wanted = set(slugs)
+    if not wanted:
+        return
+    for _ in range(5):  # a process may fork while its group is being killed: look again
+        found = [pid for pid, slug in _processes_by_run().items() if slug in wanted]
+        if not found:
+            return
+        for pid in found:
+            with contextlib.suppress(OSError):
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    log.warning("processes of runs %s survived being killed", ", ".join(sorted(wanted)))
+
+
+def fail_leftovers(ctx: RunContext, runs: Collection[Run], executor: str, why: str) -> list[int]:
+    """Fail runs of ``executor`` that no thread will finish — with ``why``, or as aborted if
+    they were being aborted — once what is left of their processes on this host is killed;
+    the ids failed (not those finished meanwhile, or owned by someone else by now)."""
+    if not runs:
+        return []
+    kill_runs([run.slug for run in runs])
+    owned = Run.executor == executor
+    failed = []
+    for run in runs:
+        done = ctx.runs.transition(
+            run.id, "failed", only_from=("running",), only_if=owned, err_msg=why
+        ) or ctx.runs.transition(
+            run.id, "failed", only_from=("aborting",), only_if=owned, err_msg=ABORTED
+        )
+        if done is not None:
+            shutil.rmtree(ctx.settings.runs_dir / run.slug, ignore_errors=True)
+            log.warning("run %s failed: %s", run.slug, why)
+            failed.append(run.id)
+    return failed
+
+
 class RunProcess:
     """Executes one claimed (``running``) run to its end; ``abort`` may come from any thread."""
 
@@ -237,12 +347,33 @@ class RunProcess:
         self._abort = threading.Event()
         self._abort_why = ABORTED
         self.pid: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        #: Held while the process is reaped: its pid (and group id) may be reused after.
+        self._pid_lock = threading.Lock()
+        self._reaped = False
         self.rejected = 0
         self._last_stderr = ""
 
     def abort(self, why: str = ABORTED) -> None:
+        """End the run with ``why`` (from any thread): the thread executing it notices within
+        a moment and fails the run, and the process group is killed from here at once — that
+        thread may be stuck in a database call that does not return soon."""
         self._abort_why = why
-        self._abort.set()
+        self._abort.set()  # first: the thread must see it before it sees the process die
+        self._kill()
+
+    def _kill(self) -> None:
+        """Kill the run's process group, if it has one still."""
+        with self._pid_lock:
+            if self.pid is not None and not self._reaped:
+                kill_group(self.pid)
+
+    def _reap(self, proc: subprocess.Popen[bytes]) -> tuple[int, float]:
+        # Waits for the end without reaping, so that the lock is never held while waiting.
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        with self._pid_lock:
+            self._reaped = True
+            return _reap(proc)
 
     def execute(self) -> None:
         ctx = self.ctx
@@ -254,8 +385,8 @@ class RunProcess:
                     WorkerVersion.version == (run.version if run else ""),
                 )
             )
-        if run is None:
-            return
+        if run is None or run.status not in ACTIVE:
+            return  # finished elsewhere since it was claimed: nothing to do
         logs = ctx.logs.writer(self.run_id, ctx.settings.run_log_max_lines)
         scratch = ctx.settings.runs_dir / run.slug
         try:
@@ -263,10 +394,15 @@ class RunProcess:
                 self._finish(logs, "failed", f"version {run.version} of the worker is gone")
                 return
             self._execute(run, version, scratch, logs)
+        except RunFenced as exc:
+            # Its end was decided elsewhere: no rows, no log lines, no status from here.
+            self._kill()
+            log.warning("run %s was stopped: it was finished elsewhere (%s)", run.slug, exc)
         except Exception as exc:
             log.exception("run %s failed inside Runyard", run.slug)
-            if self.pid is not None:
-                kill_group(self.pid)
+            self._kill()
+            if self._proc is not None and not self._reaped:
+                self._reap(self._proc)  # no zombie left behind
             self._finish(logs, "failed", f"internal error: {type(exc).__name__}")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -301,6 +437,9 @@ class RunProcess:
                 self._finish(logs, "failed", f"a proxy URL of region {region_code} is invalid")
                 return
 
+        if self._abort.is_set():  # e.g. its node is stopping: never started
+            self._finish(logs, "failed", self._abort_why)
+            return
         read_fd, write_fd = os.pipe()
         with contextlib.suppress(OSError):
             # Room for about a thousand rows, so the worker rarely waits for the parent (Linux).
@@ -322,20 +461,28 @@ class RunProcess:
             return
         finally:
             os.close(write_fd)
-        self.pid = proc.pid
+        self.pid, self._proc = proc.pid, proc
         self.ctx.runs.set_pid(self.run_id, proc.pid)
         logs.write(INFO, f"started {run.slug}: version {run.version}, pid {proc.pid}")
 
-        ingest = RowIngestor(self.ctx.db, self.ctx.rows, self.run_id, batch_size=RUN_BATCH)
-        reason = self._pump(proc, read_fd, ingest, logs, time.monotonic() + timeout)
-        ingest.flush()
+        rows = FencedRows(self.ctx.rows)
+        ingest = RowIngestor(self.ctx.db, rows, self.run_id, batch_size=RUN_BATCH)
+        try:
+            reason = self._pump(proc, read_fd, ingest, logs, time.monotonic() + timeout)
+            ingest.flush()
+        except RunFenced:
+            kill_group(proc.pid)
+            self._reap(proc)
+            raise
         if self.rejected:
             logs.write(WARN, f"{self.rejected} rows were rejected (see the errors above)")
-        code, cpu = _reap(proc)
+        code, cpu = self._reap(proc)
 
         if self.ctx.runs.status(self.run_id) == "aborting":
             self._finish(logs, "failed", ABORTED, cpu_seconds=cpu)
-        elif reason == "abort":
+        elif reason == "abort" or (reason is None and code < 0 and self._abort.is_set()):
+            # (Or killed by ``abort`` itself after the pump last looked: the streams were
+            # closed already.)
             self._finish(logs, "failed", self._abort_why, cpu_seconds=cpu)
         elif reason == "timeout":
             self._finish(logs, "failed", f"timed out after {timeout} s", cpu_seconds=cpu)
@@ -369,10 +516,17 @@ class RunProcess:
         cpu_seconds: float = 0.0,
     ) -> None:
         if err_msg:
-            logs.write(ERROR, f"run failed: {err_msg}")
-        else:
-            logs.write(INFO, f"run succeeded with {results} results")
-        logs.close()
+            # PostgreSQL text cannot hold NUL (a worker's last stderr line may carry one).
+            err_msg = err_msg.replace("\x00", "\N{REPLACEMENT CHARACTER}")
+        try:
+            if err_msg:
+                logs.write(ERROR, f"run failed: {err_msg}")
+            else:
+                logs.write(INFO, f"run succeeded with {results} results")
+            logs.close()
+        except Exception:
+            # The log is the lesser loss: the run must not stay ``running`` for it.
+            log.exception("the last log lines of run %d could not be written", self.run_id)
         db = self.ctx.db
         with db.session() as s:
             price = s.scalar(
@@ -382,7 +536,7 @@ class RunProcess:
             )
         cost = usage_of(cpu_seconds, price)
         # The cost is written with the final status, so a run is never finished unpriced.
-        cost_values = {"cpu_seconds": cpu_seconds, "usage": format(cost, "f")}
+        cost_values: dict[str, Any] = {"cpu_seconds": cpu_seconds, "usage": format(cost, "f")}
         # Success only from ``running``: an abort accepted meanwhile wins over it.
         done = self.ctx.runs.transition(
             self.run_id,
@@ -457,8 +611,12 @@ class RunProcess:
                         reason = "abort"
                     elif now - last_poll >= ABORT_POLL_SECONDS:
                         last_poll = now
-                        if self.ctx.runs.status(self.run_id) == "aborting":
+                        status = self.ctx.runs.status(self.run_id)
+                        if status == "aborting":
                             reason = "abort"
+                        elif status not in ACTIVE:
+                            kill_group(proc.pid)
+                            raise RunFenced(f"run {self.run_id} is {status}")
                     if reason is not None:
                         kill_group(proc.pid)
                 if exited_at is None and _exited(proc.pid):

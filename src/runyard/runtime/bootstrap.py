@@ -85,10 +85,43 @@ def _limit_memory(megabytes: str | None) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+def _die_with_parent(parent: str | None) -> None:
+    """Be killed when the thread that started this process ends (Linux).
+
+    A run's process leads a session of its own so that abort can kill its whole tree; that
+    also takes it out of the executor's process group, so a ``kill -9`` of the executor (an
+    execution node dying) would leave it running, unowned, still pushing into a closed pipe.
+
+    Only this process gets the signal; children the worker started live on, handed to init.
+    The executor kills them on its next start, found by their ``RUNYARD_RUN_ID``
+    (``execution.process.kill_runs``), and a service manager does at once (systemd kills the
+    unit's whole cgroup). They are not killed from here: ``SIGKILL`` runs no handler, and a
+    catchable signal with a handler that kills the group would run inside the worker's own
+    process, where the worker may replace or ignore it (Scrapy installs its own ``SIGTERM``
+    handler) or delay it in a long C call: then not even this process would be sure to die.
+    """
+    if not parent or not parent.isdigit() or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    # The parent may have died before the request took effect: then this process was
+    # already handed to another parent, and no signal will ever come.
+    if os.getppid() != int(parent):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def main() -> None:
     if len(sys.argv) < 2:
         sys.stderr.write("usage: bootstrap.py main.py [args...]\n")
         sys.exit(2)
+    _die_with_parent(os.environ.get("RUNYARD_PARENT_PID"))
     _limit_memory(os.environ.get("RUNYARD_MEMORY_MB"))
     worker_dir = os.getcwd()
     sys.path[:] = [entry for entry in sys.path if not _same_dir(entry, HERE)]

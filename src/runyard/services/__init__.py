@@ -11,6 +11,7 @@ from runyard.services.errors import (
     NotFound,
     ServiceError,
     Unauthenticated,
+    UnstorableText,
     VersionNotFound,
     WrongState,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "ServiceError",
     "Services",
     "Unauthenticated",
+    "UnstorableText",
     "VersionNotFound",
     "Window",
     "WrongState",

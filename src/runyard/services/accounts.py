@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from runyard.services.errors import (
@@ -28,6 +29,10 @@ _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 UNFINISHED = ("ready", "running", "aborting")
 #: ``users.credit`` and ``users.price_per_cpu_second`` are strings of this many characters.
 _DECIMAL_CHARS = 32
+#: The largest price per CPU-second: a run's usage (four decimals) must still fit its column.
+MAX_PRICE = Decimal(10**9)
+#: The largest value of an ``Integer`` column (32 bits on PostgreSQL).
+MAX_INT32 = 2**31 - 1
 
 
 class Unset:
@@ -37,7 +42,9 @@ class Unset:
 UNSET = Unset()
 
 
-def parse_decimal(field: str, value: str, *, minimum: Decimal | None = None) -> str:
+def parse_decimal(
+    field: str, value: str, *, minimum: Decimal | None = None, maximum: Decimal | None = None
+) -> str:
     """``value`` as the canonical decimal text stored in ``users``; ``InvalidInput`` if bad."""
     try:
         number = Decimal(value.strip())
@@ -47,6 +54,8 @@ def parse_decimal(field: str, value: str, *, minimum: Decimal | None = None) -> 
         raise InvalidInput(f"{field} must be a finite decimal number, not {value!r}")
     if minimum is not None and number < minimum:
         raise InvalidInput(f"{field} must be at least {minimum}")
+    if maximum is not None and number > maximum:
+        raise InvalidInput(f"{field} must be at most {maximum}")
     text = format(number, "f")
     if len(text) > _DECIMAL_CHARS:
         raise InvalidInput(f"{field} is longer than {_DECIMAL_CHARS} characters")
@@ -101,13 +110,17 @@ class Accounts:
             raise InvalidInput(
                 f"invalid user name {name!r}: use 1-64 letters, digits, '_', '.' or '-'"
             )
-        with self.db.session() as s, s.begin():
-            if s.scalar(select(User.id).where(User.name == name)) is not None:
-                raise InvalidInput(f"user {name!r} already exists")
-            user = User(name=name, created_at=time.time())
-            s.add(user)
-            s.flush()
-            return user.id
+        exists = InvalidInput(f"user {name!r} already exists")
+        try:
+            with self.db.session() as s, s.begin():
+                if s.scalar(select(User.id).where(User.name == name)) is not None:
+                    raise exists
+                user = User(name=name, created_at=time.time())
+                s.add(user)
+                s.flush()
+                return user.id
+        except IntegrityError:  # made meanwhile by another process (servers starting together)
+            raise exists from None
 
     def user_id(self, name: str) -> int:
         with self.db.session() as s:
@@ -195,11 +208,16 @@ class Accounts:
             values["price_per_cpu_second"] = (
                 None
                 if price_per_cpu_second is None
-                else parse_decimal("price per CPU-second", price_per_cpu_second, minimum=Decimal(0))
+                else parse_decimal(
+                    "price per CPU-second",
+                    price_per_cpu_second,
+                    minimum=Decimal(0),
+                    maximum=MAX_PRICE,
+                )
             )
         if not isinstance(max_concurrent_runs, Unset):
-            if max_concurrent_runs is not None and max_concurrent_runs < 1:
-                raise InvalidInput("max concurrent runs must be at least 1 (or none)")
+            if max_concurrent_runs is not None and not 1 <= max_concurrent_runs <= MAX_INT32:
+                raise InvalidInput(f"max concurrent runs must be from 1 to {MAX_INT32} (or none)")
             values["max_concurrent_runs"] = max_concurrent_runs
         uid = self.user_id(name)
         with self.db.session() as s, s.begin():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from runyard.execution.base import Executor
+from runyard.execution.leases import Leases
 from runyard.execution.local import LocalExecutor
 from runyard.execution.process import RunContext
 from runyard.execution.venvs import VenvBuilder
@@ -21,8 +22,13 @@ from runyard.services.scheduler import Scheduler
 from runyard.services.tasks import Tasks
 from runyard.services.workers import Workers
 from runyard.settings import Settings
-from runyard.storage import Database, LocalFileStore, SqlRowStore
+from runyard.storage import Database, LocalFileStore, row_store
+from runyard.storage.database import database_url
 from runyard.storage.runlog import RunLogStore
+
+
+def _shared_database(settings: Settings) -> bool:
+    return database_url(settings.resolved_database_url).get_backend_name() == "postgresql"
 
 
 class Services:
@@ -30,9 +36,14 @@ class Services:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.db = Database(settings.resolved_database_url)
+        if settings.executor == "celery" and not _shared_database(settings):
+            raise ValueError(
+                "RUNYARD_EXECUTOR=celery needs PostgreSQL (RUNYARD_DATABASE_URL=postgresql://…): "
+                "API servers and execution nodes on other machines cannot share SQLite"
+            )
+        self.db = Database(settings.resolved_database_url, pool_size=settings.database_pool_size)
         self.db.migrate()
-        self.rows = SqlRowStore(self.db.engine)
+        self.rows = row_store(self.db.engine)
         self.files = LocalFileStore(settings.files_dir)
         self.accounts = Accounts(self.db)
         self.runs = Runs(self.db)
@@ -60,12 +71,9 @@ class Services:
             timeout_seconds=settings.callback_timeout_seconds,
         )
         self.runs.on_change = self.callbacks.notify
-        self.executor: Executor = LocalExecutor(
-            RunContext(settings, self.db, self.rows, self.runs, self.log_store),
-            max_concurrent=settings.max_concurrent_runs,
-            name=settings.resolved_executor_name(),
-            lock_dir=settings.data_dir / "locks",
-        )
+        self.run_context = RunContext(settings, self.db, self.rows, self.runs, self.log_store)
+        self.leases = Leases(self.db, self.runs, lease_seconds=settings.node_lease_seconds)
+        self.executor = self._executor()
         self.launcher = Launcher(settings, self.runs, self.workers, self.accounts, self.executor)
         self.tasks = Tasks(self.db, settings, self.workers, self.launcher)
         self.scheduler = Scheduler(
@@ -76,6 +84,27 @@ class Services:
             poll_seconds=settings.schedule_poll_seconds,
         )
         self._started = False
+
+    def _executor(self) -> Executor:
+        settings = self.settings
+        if settings.executor == "celery":
+            # Imported only here: Celery is the optional ``scale`` extra.
+            from runyard.execution.broker import RunQueue
+            from runyard.execution.celery import CeleryExecutor
+
+            return CeleryExecutor(
+                self.runs,
+                self.leases,
+                RunQueue(settings),
+                watch_seconds=min(settings.node_heartbeat_seconds, 5.0),
+                requeue_seconds=settings.run_requeue_seconds,
+            )
+        return LocalExecutor(
+            self.run_context,
+            max_concurrent=settings.max_concurrent_runs,
+            name=settings.resolved_executor_name(),
+            lock_dir=settings.data_dir / "locks",
+        )
 
     def start(self) -> None:
         """Recover runs a dead server left behind, then execute runs and send callbacks."""

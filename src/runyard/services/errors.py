@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# Raised by storage for a text value no database may hold (NUL): a client's error like
+# ``InvalidInput``, whichever service the value went through.
+from runyard.storage.database import UnstorableText as UnstorableText
+
 
 class ServiceError(Exception):
     """Base of every refusal a client can cause; ``message`` is safe to show."""

@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, select, update
+from sqlalchemy import ColumnElement, bindparam, func, select, update
 from sqlalchemy.orm import Session
 from ulid import ULID
 
@@ -202,11 +202,18 @@ class Runs:
         return run.id, run.slug
 
     def transition(
-        self, run_id: int, status: str, *, only_from: Collection[str] = (), **values: Any
+        self,
+        run_id: int,
+        status: str,
+        *,
+        only_from: Collection[str] = (),
+        only_if: ColumnElement[bool] | None = None,
+        **values: Any,
     ) -> Run | None:
         """Commit one state change (with ``values``); ``None`` if the run was not in
-        ``only_from`` (when given). Every change is reported to ``on_change(run, session=...)``
-        inside its transaction.
+        ``only_from`` (when given), or ``only_if`` (a condition checked in the same statement)
+        did not hold. Every change is reported to ``on_change(run, session=...)`` inside its
+        transaction.
         """
         if status in FINISHED:
             values.setdefault("finished_at", int(time.time()))
@@ -214,6 +221,8 @@ class Runs:
         stmt = update(Run).where(Run.id == run_id).values(status=status, **values)
         if only_from:
             stmt = stmt.where(Run.status.in_(only_from))
+        if only_if is not None:
+            stmt = stmt.where(only_if)
         with self.db.session() as s, s.begin():
             if s.execute(stmt).rowcount == 0:  # type: ignore[attr-defined]
                 return None
@@ -227,11 +236,27 @@ class Runs:
         if self.transition(run_id, status, err_msg=err_msg) is None:
             raise NotFound("run not found")
 
-    def claim_next(self, executor: str) -> int | None:
-        """Move the oldest ``ready`` run to ``running`` for ``executor``; its id, or None.
+    def claim(
+        self, run_id: int, executor: str, *, only_if: ColumnElement[bool] | None = None
+    ) -> bool:
+        """Move the run from ``ready`` to ``running`` for ``executor``; whether this call did.
 
-        The move is a conditional update, so two executors never claim the same run.
+        A conditional update, and nothing ever moves a run back to ``ready``: however many
+        executors try, and however often, one claim succeeds, once. ``only_if`` is checked in
+        the same statement (an execution node's lease).
         """
+        claimed = self.transition(
+            run_id,
+            "running",
+            only_from=("ready",),
+            only_if=only_if,
+            executor=executor,
+            started_at=int(time.time()),
+        )
+        return claimed is not None
+
+    def claim_next(self, executor: str) -> int | None:
+        """Move the oldest ``ready`` run to ``running`` for ``executor``; its id, or None."""
         while True:
             with self.db.session() as s:
                 run_id = s.scalar(
@@ -242,15 +267,76 @@ class Runs:
                 )
             if run_id is None:
                 return None
-            claimed = self.transition(
-                run_id,
-                "running",
-                only_from=("ready",),
-                executor=executor,
-                started_at=int(time.time()),
-            )
-            if claimed is not None:
+            if self.claim(run_id, executor):
                 return run_id
+
+    def fail_owned(
+        self,
+        executor: str,
+        statuses: Collection[str],
+        err_msg: str,
+        *,
+        only_if: ColumnElement[bool] | None = None,
+        session: Session | None = None,
+    ) -> list[int]:
+        """Fail every run of ``executor`` in ``statuses`` — in one statement, and only while
+        ``only_if`` holds when given — reporting each change; the ids failed. Inside the
+        caller's transaction when ``session`` is given, else in one of its own.
+
+        Whoever calls this concurrently, each run is failed (and reported) once.
+        """
+        stmt = (
+            update(Run)
+            .where(Run.executor == executor, Run.status.in_(statuses))
+            .values(status="failed", err_msg=err_msg, finished_at=int(time.time()), pid=None)
+            .returning(Run.id)
+        )
+        if only_if is not None:
+            stmt = stmt.where(only_if)
+        if session is not None:
+            return self._fail(session, stmt)
+        with self.db.session() as s, s.begin():
+            return self._fail(s, stmt)
+
+    def _fail(self, s: Session, stmt: Any) -> list[int]:
+        failed = list(s.scalars(stmt))
+        for run_id in failed:
+            run = s.get(Run, run_id, populate_existing=True)
+            if run is not None and self.on_change is not None:
+                self.on_change(run, session=s)
+        return failed
+
+    def mark_queued(self, run_id: int, when: float) -> None:
+        """Record that the run was handed to the broker at ``when``."""
+        with self.db.session() as s, s.begin():
+            s.execute(update(Run).where(Run.id == run_id).values(queued_at=when))
+
+    def stale_ready(self, before: float, limit: int = 100) -> list[tuple[int, float | None]]:
+        """``(id, queued_at)`` of ``ready`` runs last handed to the broker before ``before``
+        (or never, and made before it), oldest first."""
+        last_sent = func.coalesce(Run.queued_at, Run.created_at)
+        with self.db.session() as s:
+            rows = s.execute(
+                select(Run.id, Run.queued_at)
+                .where(Run.status == "ready", last_sent < before)
+                .order_by(Run.created_at, Run.id)
+                .limit(limit)
+            ).all()
+        return [(run_id, queued_at) for run_id, queued_at in rows]
+
+    def requeue(self, run_id: int, seen_queued_at: float | None, now: float) -> bool:
+        """Mark a stale run queued again, if it is still ``ready`` and nobody else did so
+        since ``seen_queued_at`` was read: of several callers, one gets to send it."""
+        same = (
+            Run.queued_at.is_(None) if seen_queued_at is None else Run.queued_at == seen_queued_at
+        )
+        with self.db.session() as s, s.begin():
+            changed = s.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.status == "ready", same)
+                .values(queued_at=now)
+            )
+            return bool(changed.rowcount)  # type: ignore[attr-defined]
 
     def owned_by(self, executor: str, statuses: Collection[str]) -> list[Run]:
         with self.db.session() as s:

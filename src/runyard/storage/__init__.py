@@ -6,6 +6,7 @@ from runyard.storage.models import (
     ApiKey,
     CallbackDelivery,
     Export,
+    Node,
     Run,
     Task,
     User,
@@ -15,7 +16,7 @@ from runyard.storage.models import (
     run_logs,
 )
 from runyard.storage.rawquery import RawQuery
-from runyard.storage.rowstore import RowStore, SqlRowStore
+from runyard.storage.rowstore import PostgresRowStore, RowStore, SqlRowStore, row_store
 
 __all__ = [
     "ApiKey",
@@ -24,6 +25,8 @@ __all__ = [
     "Export",
     "FileStore",
     "LocalFileStore",
+    "Node",
+    "PostgresRowStore",
     "RawQuery",
     "RowStore",
     "Run",
@@ -35,5 +38,6 @@ __all__ = [
     "make_engine",
     "migrate",
     "result_rows",
+    "row_store",
     "run_logs",
 ]

@@ -1,13 +1,14 @@
-"""Engine creation and schema migrations."""
+"""Engine creation and schema migrations: SQLite (embedded) or PostgreSQL (scale-out)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -25,23 +26,106 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
+def _postgres_json_as_text(dbapi_conn: Any, _record: Any) -> None:
+    # Result rows are ``json`` columns served by splicing their text into the reply: psycopg
+    # would parse every one into Python objects first.
+    from psycopg.types.string import TextLoader
+
+    dbapi_conn.adapters.register_loader("json", TextLoader)
+
+
+class UnstorableText(ValueError):
+    """A text value holds a NUL character. PostgreSQL's text cannot store one; SQLite refuses
+    it too, so that both backends answer a client alike."""
+
+
+def _strings(parameters: Any) -> Iterator[str]:
+    """Every string among a statement's parameters (one set, or many for executemany)."""
+    if isinstance(parameters, str):
+        yield parameters
+    elif isinstance(parameters, dict):
+        for value in parameters.values():
+            yield from _strings(value)
+    elif isinstance(parameters, list | tuple):
+        for value in parameters:
+            yield from _strings(value)
+
+
+def refuse_nul(parameters: Any) -> None:
+    for value in _strings(parameters):
+        if "\x00" in value:
+            raise UnstorableText("text must not contain NUL characters (\\u0000)")
+
+
+def _refuse_nul(
+    _conn: Any, _cursor: Any, _statement: str, parameters: Any, _context: Any, _many: bool
+) -> None:
+    refuse_nul(parameters)
+
+
+def database_url(url: str) -> URL:
+    """``url`` with its driver made explicit: ``postgresql://`` (and ``postgres://``) means
+    psycopg 3, the one PostgreSQL driver Runyard installs."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+#: Connections a process may open past its pool at peaks (PostgreSQL).
+PG_OVERFLOW = 41
+_PG_TIMEOUTS = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    parsed = database_url(url)
+    if parsed.get_backend_name() == "sqlite":
         # More connections than anyio's 40 worker threads, so that a request on the event
         # loop never waits for a connection held by the thread pool.
         engine = create_engine(
-            url, connect_args={"check_same_thread": False}, pool_size=48, max_overflow=16
+            parsed, connect_args={"check_same_thread": False}, pool_size=48, max_overflow=16
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "before_cursor_execute", _refuse_nul)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    if parsed.get_backend_name() != "postgresql":
+        raise ValueError(
+            f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql://"
+        )
+    # A server connection costs PostgreSQL a process: keep a small pool, and grow at peaks
+    # past anyio's 40 worker threads plus the event loop, so a request never waits for one.
+    # A peer that vanishes (a partition, not a refusal) is noticed in about a minute, not
+    # after the kernel's quarter of an hour; the URL's own values win.
+    timeouts = {k: v for k, v in _PG_TIMEOUTS.items() if k not in parsed.query}
+    engine = create_engine(
+        parsed,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=PG_OVERFLOW,
+        connect_args=timeouts,
+    )
+    event.listen(engine, "connect", _postgres_json_as_text)
+    event.listen(engine, "before_cursor_execute", _refuse_nul)
+    return engine
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (a no-op when it is already there)."""
+    """Bring the schema to the newest revision (a no-op when it is already there).
+
+    On PostgreSQL an advisory lock serialises servers starting together on one database.
+    """
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7243001)")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 
@@ -49,11 +133,17 @@ def migrate(engine: Engine) -> None:
 class Database:
     """The engine and a session factory, shared by every service."""
 
-    def __init__(self, url: str) -> None:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = make_engine(url)
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        parsed = database_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = make_engine(url, pool_size=pool_size)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
 
     def migrate(self) -> None:
         migrate(self.engine)

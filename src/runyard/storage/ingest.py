@@ -124,6 +124,8 @@ class RowIngestor:
         if self._columns_changed:
             values["columns"] = orjson.dumps(self._columns).decode()
         with self.db.engine.begin() as conn:
+            # First, even with no new rows: a fenced store (execution.process.FencedRows)
+            # checks there that the run is still active before anything is written.
             self.rows.append(conn, self.run_id, self.count, self._pending)
             self.rows.replace(conn, self.run_id, self._replaced)
             conn.execute(update(Run).where(Run.id == self.run_id).values(**values))

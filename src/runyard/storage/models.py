@@ -17,6 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine, UserDefinedType
 
 metadata = MetaData(
     naming_convention={
@@ -26,6 +27,22 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+class _PostgresJson(UserDefinedType[str]):
+    """PostgreSQL ``json``, passed through as text both ways: rows are spliced, never parsed.
+
+    ``json`` and not ``jsonb``, which would reorder the worker's keys (DESIGN §2).
+    """
+
+    cache_ok = True
+
+    def get_col_spec(self, **_kw: object) -> str:
+        return "JSON"
+
+
+#: A result row's JSON text: ``TEXT`` on SQLite, ``json`` (checked, kept verbatim) on PostgreSQL.
+RowText: TypeEngine[str] = Text().with_variant(_PostgresJson(), "postgresql")
 
 
 class Base(DeclarativeBase):
@@ -118,10 +135,10 @@ class Run(Base):
     #: JSON list of ``{"key", "label"}``: declared headers, then keys in order of first sight.
     columns: Mapped[str] = mapped_column(Text, default="[]")
     usage: Mapped[str] = mapped_column(String(32), default="0.0000")
-    traffic: Mapped[int] = mapped_column(Integer, default=0)
+    traffic: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[float] = mapped_column(Float)
-    started_at: Mapped[int] = mapped_column(Integer, default=0)
-    finished_at: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[int] = mapped_column(BigInteger, default=0)
+    finished_at: Mapped[int] = mapped_column(BigInteger, default=0)
     err_msg: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: ``parameters.custom`` after validation and defaults (JSON object text).
     input: Mapped[str] = mapped_column(Text, default="{}")
@@ -134,6 +151,9 @@ class Run(Base):
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     #: CPU seconds (user + system) the run's process used; ``usage`` is this times the price.
     cpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    #: When the run was last handed to the Celery broker (``celery`` executor); a run still
+    #: ``ready`` long after is handed over again, in case the message was lost.
+    queued_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     #: The saved task that started the run, if one did.
     task_id: Mapped[int | None] = mapped_column(
         ForeignKey("tasks.id", ondelete="SET NULL"), nullable=True, index=True
@@ -157,12 +177,12 @@ class Export(Base):
     row_count: Mapped[int] = mapped_column(Integer)
     #: ``pending`` until the file is complete and in place, then ``ready`` (or ``failed``).
     status: Mapped[str] = mapped_column(String(16), default="pending")
-    size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     truncated_cells: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
     #: The latest expiry of any link handed out for this export: past it, the file is swept.
-    links_expire_at: Mapped[int] = mapped_column(Integer, index=True)
+    links_expire_at: Mapped[int] = mapped_column(BigInteger, index=True)
 
 
 class Task(Base):
@@ -195,6 +215,23 @@ class Task(Base):
     next_fire_at: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Node(Base):
+    """An execution node (``runyard worker``) and when it last said it was alive.
+
+    A node silent for longer than the lease is dead: its runs are failed by whoever notices.
+    """
+
+    __tablename__ = "nodes"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    #: Runs it executes at once.
+    slots: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[float] = mapped_column(Float)
+    heartbeat_at: Mapped[float] = mapped_column(Float, index=True)
 
 
 class CallbackDelivery(Base):
@@ -235,5 +272,5 @@ result_rows = Table(
     metadata,
     Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
     Column("seq", Integer, primary_key=True),
-    Column("data", Text, nullable=False),
+    Column("data", RowText, nullable=False),
 )

@@ -14,21 +14,30 @@ from sqlalchemy import Engine
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from runyard.storage.database import refuse_nul
+
 
 class RawQuery:
     def __init__(self, engine: Engine, statement: Executable) -> None:
         compiled = cast(SQLCompiler, statement.compile(dialect=engine.dialect))  # type: ignore[attr-defined]
         self.engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
         self.sql = str(compiled)
         self._order = list(compiled.positiontup or []) if compiled.positional else None
         # Values the statement carries itself, such as a LIMIT.
         self._defaults = dict(compiled.params)
 
     def all(self, **params: Any) -> list[tuple[Any, ...]]:
+        refuse_nul(params)  # what the engine's own statements get from an event
         values = {**self._defaults, **params}
         args: Any = values if self._order is None else tuple(values[n] for n in self._order)
         conn = self.engine.raw_connection()
+        # psycopg would open a transaction for the read and the pool roll it back: two more
+        # round trips than the read itself (SQLite's module has no such switch to set).
+        driver = conn.driver_connection if self._postgres else None
         try:
+            if driver is not None:
+                driver.autocommit = True
             cur = conn.cursor()
             try:
                 cur.execute(self.sql, args)
@@ -36,6 +45,8 @@ class RawQuery:
             finally:
                 cur.close()
         finally:
+            if driver is not None:
+                driver.autocommit = False
             conn.close()
 
     def first(self, **params: Any) -> tuple[Any, ...] | None:

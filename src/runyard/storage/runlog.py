@@ -107,6 +107,9 @@ class LogWriter:
         self.dropped = 0
 
     def write(self, level: int, content: str, ts_ms: int | None = None) -> None:
+        if "\x00" in content:
+            # PostgreSQL text cannot hold NUL: one such line would sink its whole batch.
+            content = content.replace("\x00", "\N{REPLACEMENT CHARACTER}")
         if len(content) > MAX_LINE_CHARS:
             content = content[:MAX_LINE_CHARS] + f"… [{len(content) - MAX_LINE_CHARS} chars cut]"
         with self._lock:
