@@ -4,6 +4,7 @@ the one report file, benchmarks/POSTGRES.md, that results.py and workers.py each
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import os
 import re
@@ -21,6 +22,19 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_URL = "postgresql://127.0.0.1:5432/test"
 OUTPUT = HERE / "POSTGRES.md"
 _names = itertools.count()
+
+
+def add_option(parser: argparse.ArgumentParser, measures: str) -> None:
+    """``--postgres [URL]``: measure ``measures`` on SQLite and PostgreSQL side by side."""
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const=DEFAULT_URL,
+        default=None,
+        metavar="URL",
+        help=f"measure {measures} on SQLite and PostgreSQL side by side (default URL "
+        f"{DEFAULT_URL}; fresh schemas are created and dropped)",
+    )
 
 
 def dsn(url: str) -> str:

@@ -683,15 +683,7 @@ def main() -> None:
         default=None,
         help="default benchmarks/RESULTS.md; with --postgres benchmarks/POSTGRES.md",
     )
-    parser.add_argument(
-        "--postgres",
-        nargs="?",
-        const=_postgres.DEFAULT_URL,
-        default=None,
-        metavar="URL",
-        help="measure SQLite and PostgreSQL side by side (default URL "
-        f"{_postgres.DEFAULT_URL}; a fresh schema is created and dropped)",
-    )
+    _postgres.add_option(parser, "pages, HTTP pages/s, imports and exports")
     parser.add_argument(
         "--export-rounds",
         type=int,

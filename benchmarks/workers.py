@@ -871,15 +871,7 @@ def main() -> None:
         default=None,
         help="default benchmarks/WORKERS.md; with --postgres benchmarks/POSTGRES.md",
     )
-    parser.add_argument(
-        "--postgres",
-        nargs="?",
-        const=_postgres.DEFAULT_URL,
-        default=None,
-        metavar="URL",
-        help="measure the ingest on SQLite and PostgreSQL side by side, nothing else (default "
-        f"URL {_postgres.DEFAULT_URL}; fresh schemas are created and dropped)",
-    )
+    _postgres.add_option(parser, "the ingest alone")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     WORK.mkdir(parents=True, exist_ok=True)

@@ -83,6 +83,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
 
 
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie awaiting its parent counts as dead)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
 class Databases:
     """A fresh, empty database per server: SQLite in its data directory, or a PostgreSQL
     schema of its own (so servers under test never claim each other's runs)."""

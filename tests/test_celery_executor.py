@@ -24,7 +24,7 @@ from runyard.services import Services
 from runyard.services.packages import load_package
 from runyard.settings import Settings
 from runyard.storage import Node, Run, result_rows, run_logs
-from tests.conftest import REDIS_URL, SCALE_OUT_PROBLEM, Databases
+from tests.conftest import REDIS_URL, SCALE_OUT_PROBLEM, Databases, process_alive
 
 #: Pushes 100 rows every 0.1 s until killed.
 ENDLESS = """
@@ -519,28 +519,20 @@ def _orphan_pid(leader: subprocess.Popen[bytes]) -> int:
     return pid
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
-
-
 def test_a_node_fails_and_kills_what_its_previous_life_left(cluster: Cluster):
     # Its previous life was reaped (or left) while a run of it was still claimed: no row of
     # it is left for ``join`` to find, so the node itself must fail the run.
     run_id = cluster.ready_run(sent=False)
     assert cluster.svc.runs.claim(run_id, "node-r")
     orphan = _orphan_pid(_orphan(cluster.run(run_id).slug))
-    assert _alive(orphan)
+    assert process_alive(orphan)
     node = _bare_node(cluster, "node-r")
     node.start()
     try:
         run = cluster.run(run_id)
         assert (run.status, run.err_msg) == ("failed", "execution node node-r restarted")
         deadline = time.monotonic() + 5
-        while _alive(orphan):
+        while process_alive(orphan):
             assert time.monotonic() < deadline, "the run's leftover process lives on"
             time.sleep(0.05)
     finally:
@@ -635,7 +627,7 @@ def test_stopping_a_run_kills_it_while_its_thread_is_stuck(
         assert proc.pid is not None
         proc.abort("execution node stuck stopped")
         deadline = time.monotonic() + 5
-        while _alive(proc.pid):
+        while process_alive(proc.pid):
             assert time.monotonic() < deadline, "the worker outlived its stop"
             time.sleep(0.05)
         assert thread.is_alive()

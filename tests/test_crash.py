@@ -18,6 +18,7 @@ from runyard.services import Services
 from runyard.services.packages import load_package
 from runyard.settings import Settings
 from runyard.storage import Run
+from tests.conftest import process_alive
 
 WORKER = """
 import time
@@ -119,7 +120,7 @@ def test_kill_9_mid_run_keeps_committed_rows_and_fails_the_run(tmp_path: Path):
         assert [row["n"] for row in last] == list(range(committed - 100, committed))
         # The orphaned worker is gone too (it died on the broken channel, or was killed).
         time.sleep(0.5)
-        assert not _alive(stuck.pid)
+        assert not process_alive(stuck.pid)
 
         # A second server on the same data directory refuses to start: it would otherwise take
         # the first one's live runs for orphans.
@@ -134,15 +135,6 @@ def test_kill_9_mid_run_keeps_committed_rows_and_fails_the_run(tmp_path: Path):
     finally:
         server.terminate()
         server.wait(10)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-    return state != "Z"
 
 
 #: Starts a child that outlives it unless killed, says its pid, and waits.
@@ -172,7 +164,7 @@ def test_kill_9_leaves_no_grandchild_once_the_server_is_back(tmp_path: Path):
             assert time.monotonic() < deadline, "the worker never started its child"
             time.sleep(0.1)
         child = rows[0]["child"]
-        assert _alive(child)
+        assert process_alive(child)
         server.send_signal(signal.SIGKILL)
         server.wait()
     finally:
@@ -186,11 +178,11 @@ def test_kill_9_leaves_no_grandchild_once_the_server_is_back(tmp_path: Path):
         record = httpx.get(f"{base}/worker-runs/{run}", headers=headers).json()["data"]
         assert (record["status"], record["err_msg"]) == ("failed", "server restarted")
         # Killed before the server took requests.
-        assert not _alive(child)
+        assert not process_alive(child)
     finally:
         server.terminate()
         server.wait(10)
-        if _alive(child):
+        if process_alive(child):
             os.kill(child, signal.SIGKILL)
 
 
@@ -216,16 +208,16 @@ def test_what_is_left_of_a_run_is_killed_though_its_leader_is_gone():
     child = int(leader.stdout.readline())
     leader.wait(10)
     try:
-        assert _alive(child)
+        assert process_alive(child)
         kill_runs(["01SOMEOTHERRUN000000000000"])
-        assert _alive(child)
+        assert process_alive(child)
         kill_runs([slug])
         deadline = time.monotonic() + 5
-        while _alive(child):
+        while process_alive(child):
             assert time.monotonic() < deadline, "the leftover lives on"
             time.sleep(0.05)
     finally:
-        if _alive(child):
+        if process_alive(child):
             os.kill(child, signal.SIGKILL)
 
 

@@ -28,7 +28,7 @@ from runyard.services import Services
 from runyard.services.packages import load_package
 from runyard.settings import Settings
 from runyard.storage import Node, Run
-from tests.conftest import REDIS_URL, SCALE_OUT_PROBLEM, Databases
+from tests.conftest import REDIS_URL, SCALE_OUT_PROBLEM, Databases, process_alive
 
 SAMPLE_DATA = Path(__file__).parents[1] / "examples" / "workers" / "sample-data"
 RUNYARD = [sys.executable, "-m", "runyard"]
@@ -224,14 +224,6 @@ def _nodes(cluster: Cluster, wanted: int = 2) -> list[str]:
     return live
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
-
-
 def test_fifty_runs_through_two_servers_on_two_nodes(cluster: Cluster):
     _nodes(cluster)
     count = 25
@@ -276,7 +268,7 @@ def test_a_killed_node_fails_its_runs_while_the_other_goes_on(cluster: Cluster):
     cluster.nodes[victim].wait(10)
     killed = time.monotonic()
     # Its run processes die with it, though they lead sessions of their own.
-    while any(pid is not None and _alive(pid) for pid in pids):
+    while any(pid is not None and process_alive(pid) for pid in pids):
         assert time.monotonic() - killed < 5, "a run's process outlived its node"
         time.sleep(0.1)
 
@@ -317,7 +309,7 @@ def test_a_stopped_node_fails_its_runs_and_leaves(cluster: Cluster):
         f"execution node {run.executor} stopped",
     )
     assert run.executor not in cluster.node_rows()
-    assert run.pid is not None and not _alive(run.pid)
+    assert run.pid is not None and not process_alive(run.pid)
 
 
 def test_a_second_node_of_a_live_name_refuses_to_start(cluster: Cluster):
