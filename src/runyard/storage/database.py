@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,22 +41,24 @@ class UnstorableText(ValueError):
     it too, so that both backends answer a client alike."""
 
 
-def _strings(parameters: Any) -> Iterator[str]:
-    """Every string among a statement's parameters (one set, or many for executemany)."""
-    if isinstance(parameters, str):
-        yield parameters
-    elif isinstance(parameters, dict):
-        for value in parameters.values():
-            yield from _strings(value)
-    elif isinstance(parameters, list | tuple):
-        for value in parameters:
-            yield from _strings(value)
-
-
 def refuse_nul(parameters: Any) -> None:
-    for value in _strings(parameters):
-        if "\x00" in value:
-            raise UnstorableText("text must not contain NUL characters (\\u0000)")
+    """``UnstorableText`` if a string among a statement's parameters (one set, or a list of
+    sets for executemany) holds NUL. Flat loops: this sees every row of every insert."""
+    if parameters is None:
+        return
+    for one in parameters if isinstance(parameters, list) else (parameters,):
+        _refuse_nul_in(one.values() if isinstance(one, dict) else one)
+
+
+def _refuse_nul_in(values: Iterable[Any]) -> None:
+    for value in values:
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise UnstorableText("text must not contain NUL characters (\\u0000)")
+        elif isinstance(value, list | tuple):
+            _refuse_nul_in(value)
+        elif isinstance(value, dict):
+            _refuse_nul_in(value.values())
 
 
 def _refuse_nul(
