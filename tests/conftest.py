@@ -31,16 +31,22 @@ _names = itertools.count()
 POSTGRES_URL = os.environ.get("RUNYARD_TEST_POSTGRES_URL", "")
 
 
+def _postgres_dsn(**query: str) -> str:
+    """``POSTGRES_URL`` as psycopg takes it (no SQLAlchemy driver name), with ``query`` added."""
+    url = make_url(POSTGRES_URL).set(drivername="postgresql").update_query_dict(query)
+    return url.render_as_string(hide_password=False)
+
+
 def _postgres_problem() -> str | None:
     if not POSTGRES_URL:
         return "RUNYARD_TEST_POSTGRES_URL is not set"
     import psycopg
 
-    url = make_url(POSTGRES_URL).set(drivername="postgresql")
     try:
-        psycopg.connect(url.render_as_string(hide_password=False), connect_timeout=3).close()
+        psycopg.connect(_postgres_dsn(), connect_timeout=3).close()
     except psycopg.Error as exc:
-        return f"PostgreSQL at {url.render_as_string()} is unreachable: {exc}"
+        shown = make_url(POSTGRES_URL).render_as_string()  # password hidden
+        return f"PostgreSQL at {shown} is unreachable: {exc}"
     return None
 
 
@@ -105,21 +111,18 @@ class Databases:
         import psycopg
 
         schema = f"rt_{os.getpid()}_{next(_names)}"
-        base = make_url(POSTGRES_URL).set(drivername="postgresql")
-        with psycopg.connect(base.render_as_string(hide_password=False), autocommit=True) as c:
+        with psycopg.connect(_postgres_dsn(), autocommit=True) as c:
             c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             c.execute(f'CREATE SCHEMA "{schema}"')
         self.schemas.append(schema)
-        url = base.update_query_dict({"options": f"-csearch_path={schema}"})
-        return url.render_as_string(hide_password=False)
+        return _postgres_dsn(options=f"-csearch_path={schema}")
 
     def drop_all(self) -> None:
         if not self.schemas:
             return
         import psycopg
 
-        base = make_url(POSTGRES_URL).set(drivername="postgresql")
-        with psycopg.connect(base.render_as_string(hide_password=False), autocommit=True) as c:
+        with psycopg.connect(_postgres_dsn(), autocommit=True) as c:
             for schema in self.schemas:
                 c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 

@@ -23,12 +23,7 @@ from runyard.services.tasks import Tasks
 from runyard.services.workers import Workers
 from runyard.settings import Settings
 from runyard.storage import Database, LocalFileStore, row_store
-from runyard.storage.database import database_url
 from runyard.storage.runlog import RunLogStore
-
-
-def _shared_database(settings: Settings) -> bool:
-    return database_url(settings.resolved_database_url).get_backend_name() == "postgresql"
 
 
 class Services:
@@ -36,12 +31,13 @@ class Services:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        if settings.executor == "celery" and not _shared_database(settings):
+        self.db = Database(settings.resolved_database_url, pool_size=settings.database_pool_size)
+        if settings.executor == "celery" and self.db.dialect != "postgresql":
+            self.db.dispose()
             raise ValueError(
                 "RUNYARD_EXECUTOR=celery needs PostgreSQL (RUNYARD_DATABASE_URL=postgresql://…): "
                 "API servers and execution nodes on other machines cannot share SQLite"
             )
-        self.db = Database(settings.resolved_database_url, pool_size=settings.database_pool_size)
         self.db.migrate()
         self.rows = row_store(self.db.engine)
         self.files = LocalFileStore(settings.files_dir)
