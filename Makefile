@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint bench bench-postgres clean
+.PHONY: serve test lint chromium bench bench-postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,22 @@ serve: $(VENV)/.installed
 	$(BIN)/runyard serve --workers examples/workers
 
 ## Lint, type-check and run the whole test suite
-test: $(VENV)/.installed-dev lint
+test: $(VENV)/.installed-dev lint chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The console's browser tests (tests/browser) drive Debian's Chromium through Playwright; never
+## `playwright install`, which downloads a browser of its own. Installed as root when missing;
+## otherwise those tests are skipped (or fail where RUNYARD_TEST_REQUIRE_SERVICES is set).
+chromium:
+	@if [ -x "$${RUNYARD_TEST_CHROMIUM:-/usr/bin/chromium}" ] || command -v chromium >/dev/null 2>&1; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	else \
+		echo "chromium not found: the browser tests will be skipped (install it: sudo apt-get install chromium, or set RUNYARD_TEST_CHROMIUM)"; \
+	fi
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks examples
@@ -40,6 +54,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/results.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/workers.py $(WORKERS_BENCH_ARGS)
 	$(BIN)/python benchmarks/client.py $(CLIENT_BENCH_ARGS)
+	$(BIN)/python benchmarks/console.py $(CONSOLE_BENCH_ARGS)
 	$(if $(POSTGRES),$(MAKE) --no-print-directory bench-postgres)
 
 ## PostgreSQL next to SQLite in one run, into benchmarks/POSTGRES.md (or `make bench POSTGRES=URL`

@@ -204,7 +204,7 @@ def test_another_users_run_is_404_11004(server: Server, user: User, api: httpx.C
 
 def test_unknown_route_and_method_are_404_envelopes(api: httpx.Client) -> None:
     _err(api.get("/api/v2/nothing-here"), 404, 11004)
-    _err(api.get("/"), 404, 11004)
+    _err(api.get("/nothing-here"), 404, 11004)
     _err(api.post("/api/v2/worker-runs/x/result"), 404, 11004)
 
 

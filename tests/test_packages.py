@@ -216,6 +216,23 @@ def test_the_examples_of_coreclaws_documentation_load(tmp_path: Path) -> None:
     assert package.input_schema == schema  # kept as written, unknown UI keys included
 
 
+def test_a_json_editor_registers_for_objects_and_lists(tmp_path: Path) -> None:
+    schema = {
+        "properties": [
+            {
+                "title": "Headers",
+                "name": "headers",
+                "type": "object",
+                "editor": "json",
+                "default": {"Accept": "text/html"},
+            },
+            {"title": "Pages", "name": "pages", "type": "array", "editor": "json", "default": [1]},
+        ]
+    }
+    package = load_package(write(tmp_path / "pkg", {"input_schema.json": schema}))
+    assert package.input_schema == schema
+
+
 # --- what does not, and the lines that say why --------------------------------------------
 
 
@@ -268,7 +285,7 @@ def test_problems_of_several_files_come_together(tmp_path: Path) -> None:
 TYPES = "string, integer, number, boolean, array, object"
 EDITORS = (
     "input, textarea, number, select, radio, checkbox, switch, datepicker, stringList, "
-    "requestList, requestListSource"
+    "requestList, requestListSource, json"
 )
 P0 = "input_schema.json: properties[0]"
 
@@ -310,6 +327,10 @@ P0 = "input_schema.json: properties[0]"
         (
             [{"name": "n", "type": "string", "editor": "number"}],
             [f'{P0} (n): editor "number" needs "type" integer or number'],
+        ),
+        (
+            [{"name": "headers", "type": "string", "editor": "json"}],
+            [f'{P0} (headers): editor "json" needs "type" object or array'],
         ),
         (
             [{**PROP, "required": "yes", "title": 5}],

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     #: How long a download link stays valid.
     link_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    #: How long a console sign-in lasts (the session cookie's lifetime).
+    console_session_seconds: int = Field(default=12 * 3600, ge=60)
     #: ``row``: ``offset`` counts rows (the seeds). ``page``: ``offset`` is a 1-based page number.
     offset_mode: Literal["row", "page"] = "row"
     #: How often export files whose links have all expired are deleted.

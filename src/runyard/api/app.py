@@ -15,6 +15,7 @@ from runyard.api import errors
 from runyard.api.auth import document_security
 from runyard.api.request_id import RequestIdMiddleware
 from runyard.api.routes import account, files, proxy, results, runs, tasks, workers
+from runyard.console import mount as mount_console
 from runyard.services import Services
 
 API_PREFIX = "/api/v2"
@@ -56,6 +57,7 @@ def create_app(svc: Services) -> FastAPI:
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(account.router, prefix=API_PREFIX)
     app.include_router(proxy.router, prefix=API_PREFIX)
+    mount_console(app)
     errors.install(app)
     document_security(
         app,

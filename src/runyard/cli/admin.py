@@ -105,7 +105,8 @@ def serve(
         err.print(
             f"\n[bold]First start:[/bold] created user [cyan]{LOCAL_USER}[/cyan] and an API key "
             "(shown only now; it is stored hashed):\n\n"
-            f"  {key}\n",
+            f"  {key}\n\n"
+            f"Sign in to the console at {base}/ with it, or try the API:\n",
             markup=True,
         )
         if "web-scraper" in registered:
@@ -140,7 +141,7 @@ def serve(
             markup=True,
         )
     err.print(
-        f"Runyard serving at {base}  (data: {settings.data_dir.resolve()}; "
+        f"Runyard serving at {base}  (console: {base}/; data: {settings.data_dir.resolve()}; "
         f"database: {svc.db.dialect}; executor: {settings.executor})"
     )
     uvicorn.run(

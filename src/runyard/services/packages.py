@@ -43,7 +43,8 @@ SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$")
 MAX_TITLE = 256
 WORKER_JSON_KEYS = ("slug", "title", "version", "description", "public")
-#: CoreClaw's editors. ``radioGroup``/``checkboxGroup`` are older spellings still found in
+#: CoreClaw's editors, and ``json``: a text box holding a JSON object or list, for fields no
+#: other editor shows. ``radioGroup``/``checkboxGroup`` are older spellings still found in
 #: published workers; they are accepted but not advertised.
 EDITORS = (
     "input",
@@ -57,6 +58,7 @@ EDITORS = (
     "stringList",
     "requestList",
     "requestListSource",
+    "json",
 )
 _LEGACY_EDITORS = ("radioGroup", "checkboxGroup")
 #: Editors whose values only make sense with these types. ``checkbox`` is a set of choices
@@ -74,6 +76,8 @@ _EDITOR_TYPES: dict[str, tuple[str, ...]] = {
     "stringList": ("array",),
     "requestList": ("array",),
     "requestListSource": ("array",),
+    # Free JSON typed into a text box: only containers; a string or a number has its own editor.
+    "json": ("object", "array"),
 }
 _CHOICE_EDITORS = ("select", "radio", "radioGroup", "checkboxGroup")
 _TEXT_KEYS = (

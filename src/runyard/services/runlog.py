@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from runyard.services.links import LinkSigner
 from runyard.services.runs import Runs
-from runyard.storage.runlog import LogEntry, RunLogStore
+from runyard.storage.runlog import TAIL, LogEntry, RunLogStore
 
 #: Download links to a whole log are file links named ``log-<run slug>``.
 LINK_PREFIX = "log-"
@@ -28,7 +28,16 @@ class RunLogs:
         self.runs = runs
         self.signer = signer
 
-    def view(self, user_id: int, run_slug: str, worker_id: str | None, base_url: str) -> LogView:
+    def view(
+        self,
+        user_id: int,
+        run_slug: str,
+        worker_id: str | None,
+        base_url: str,
+        *,
+        count: int = TAIL,
+    ) -> LogView:
+        """The newest ``count`` entries and a signed link to the whole log."""
         run, worker = self.runs.find(user_id, run_slug, worker_id)
         url = self.signer.url(
             base_url,
@@ -36,7 +45,9 @@ class RunLogs:
             f"{worker.slug}_{run.slug}.log",
             expires=self.signer.expiry(),
         )
-        return LogView(all_logs_url=url, list=self.store.tail(run.id), result_count=run.results)
+        return LogView(
+            all_logs_url=url, list=self.store.tail(run.id, count), result_count=run.results
+        )
 
     def download(self, name: str, filename: str, expires: int, signature: str) -> Iterator[bytes]:
         """The whole log behind a signed link (checked first: a bad link is NotFound)."""

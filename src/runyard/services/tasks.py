@@ -332,8 +332,15 @@ class Tasks:
 
     # --- running -------------------------------------------------------------------------------
 
-    def run(self, user_id: int, slug: str, *, callback_url: str | None = None) -> tuple[int, str]:
-        """Start a run of the caller's task from the API; ``(run id, run slug)``."""
+    def run(
+        self,
+        user_id: int,
+        slug: str,
+        *,
+        callback_url: str | None = None,
+        origin: str = "openapi",
+    ) -> tuple[int, str]:
+        """Start a run of the caller's task (from the API, or ``origin``); ``(run id, slug)``."""
         task, worker, owner = self._find(user_id, slug)
         run_id, run_slug = self.launcher.start(
             user_id,
@@ -341,7 +348,7 @@ class Tasks:
             input=orjson.loads(task.input),
             version=task.version,
             callback_url=callback_url,
-            origin="openapi",
+            origin=origin,
             task_id=task.id,
         )
         self.record_run(task.id, run_slug)
