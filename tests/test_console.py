@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from runyard.console.session import NONCE_COOKIE, SESSION_COOKIE, SessionSigner
+from runyard.services.accounts import hash_key
 from tests.conftest import Server, User, start, wait_for
 from tests.console_helpers import browser, csrf, signed_in
 
@@ -73,7 +74,8 @@ def test_session_cookie_is_http_only_same_site_and_expires(server: Server, user:
         assert "HttpOnly" in cookie
         assert "SameSite=lax" in cookie
         assert f"Max-Age={server.services.settings.console_session_seconds}" in cookie
-        # The key lives in the cookie only: no page shows it to scripts.
+        # The cookie holds the key's hash, not the key; no page shows either.
+        assert user.key not in cookie and hash_key(user.key) not in client.get("/runs").text
         assert user.key not in client.get("/runs").text
 
 
@@ -138,7 +140,7 @@ def test_tampered_expired_and_revoked_sessions_end(server: Server) -> None:
         server.services.settings.console_session_seconds,
     )
     old = time.time() - server.services.settings.console_session_seconds - 1
-    client.cookies.set(SESSION_COOKIE, signer.issue(user.key, now=old))
+    client.cookies.set(SESSION_COOKIE, signer.issue(hash_key(user.key), now=old))
     assert client.get("/runs").status_code == 303
 
     client.cookies.set(SESSION_COOKIE, good)
@@ -360,6 +362,124 @@ def test_start_a_run_from_the_form(server: Server, user: User, console: httpx.Cl
         assert record["origin"] == "console"
         row = api.get(f"/api/v2/worker-runs/{run}/result").json()["data"]["list"][0]
     assert row == {"q": "shoes", "pages": 5}
+
+
+EDITORS = [
+    {"title": "Query", "name": "q", "type": "string", "editor": "input"},
+    {
+        "title": "Sort",
+        "name": "sort",
+        "type": "integer",
+        "editor": "select",
+        "options": [{"label": "New", "value": 1}, {"label": "Old", "value": 2}],
+    },
+    {"title": "Extra", "name": "extra", "type": "object", "editor": "json"},
+    {
+        "title": "Sources",
+        "name": "sources",
+        "type": "array",
+        "editor": "requestListSource",
+        "param_list": [{"param": "url", "title": "URL"}],
+    },
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("custom.sort", "²", "is not one of the choices"),
+        ("custom.sort", "9" * 5000, "is not one of the choices"),
+        ("custom.extra", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("custom.extra", '{"a": 1e999}', "too large a number"),
+        ("system.memory", "²", "must be a whole number"),
+        ("system.memory", "9" * 5000, "must be a whole number"),
+    ],
+)
+def test_odd_form_values_are_problems_not_errors(
+    server: Server, user: User, console: httpx.Client, field: str, value: str, problem: str
+) -> None:
+    worker = server.worker(user, "pass\n", properties=EDITORS)
+    form = console.get(f"/workers/{worker}/run").text
+    resp = console.post(f"/workers/{worker}/run", data={"csrf": csrf(form), field: value})
+    assert resp.status_code == 422
+    assert problem in html.unescape(resp.text)
+
+
+def test_odd_row_indexes_and_files_are_ignored(
+    server: Server, user: User, console: httpx.Client
+) -> None:
+    worker = server.worker(
+        user, "from runyard import sdk\nsdk.push(sdk.input())\n", properties=EDITORS
+    )
+    form = console.get(f"/workers/{worker}/run").text
+    resp = console.post(
+        f"/workers/{worker}/run",
+        data={
+            "csrf": csrf(form),
+            "custom.sources.².url": "x",
+            f"custom.sources.{'9' * 5000}.url": "y",
+            "custom.sources.0.url": "https://a.example/",
+        },
+    )
+    assert resp.status_code == 303, resp.text
+    # A file where text belongs is no value: the text box holds nothing.
+    upload = console.post(
+        f"/workers/{worker}/run",
+        data={"csrf": csrf(form)},
+        files={"custom.q": ("a.txt", b"hello")},
+    )
+    assert upload.status_code == 303, upload.text
+    with server.client(user) as api:
+        for reply, row in (
+            (resp, {"q": "", "sources": [{"url": "https://a.example/"}]}),
+            (upload, {"q": "", "sources": []}),
+        ):
+            run = reply.headers["location"].removeprefix("/runs/")
+            wait_for(api, run)
+            assert api.get(f"/api/v2/worker-runs/{run}/result").json()["data"]["list"] == [row]
+
+
+def test_paging_past_the_end_shows_the_last_page(
+    server: Server, user: User, console: httpx.Client
+) -> None:
+    run = server.run(user, ROWS[:40])
+    for query in ("offset=40", "offset=100000", "row=41", "row=²"):
+        page = console.get(f"/runs/{run}?{query}")
+        assert page.status_code == 200, query
+        assert ("Rows 21–40 of 40" if query != "row=²" else "Rows 1–20 of 40") in page.text
+
+
+def test_a_nul_in_the_address_is_a_console_page(console: httpx.Client) -> None:
+    for path in ("/runs?worker=%00", "/runs/%00"):
+        resp = console.get(path)
+        assert resp.status_code in (400, 404), path
+        assert resp.headers["content-type"].startswith("text/html"), path
+
+
+def test_export_keys_holding_commas_and_spaces(
+    server: Server, user: User, console: httpx.Client
+) -> None:
+    run = server.run(user, [{"a,b": 1, "c": 2, " d": 3}])
+    resp = _export(console, run, format="jsonl", keys=["a,b", " d"])
+    assert httpx.get(resp.json()["download_url"]).text.strip() == '{"a,b":1," d":3}'
+
+
+def test_behind_a_tls_proxy_forms_work_and_cookies_are_secure(make_server: Any) -> None:
+    srv = make_server(public_url="https://console.example")
+    user = srv.user()
+    with browser(srv) as client:
+        page = client.get("/sign-in")
+        # The proxy speaks https to the browser, so the browser sends back Secure cookies;
+        # this client speaks http to the server and has to be handed the cookie.
+        nonce = page.cookies[NONCE_COOKIE]
+        resp = client.post(
+            "/sign-in",
+            data={"csrf": csrf(page.text), "api_key": user.key},
+            headers={"Origin": "https://console.example", "Cookie": f"{NONCE_COOKIE}={nonce}"},
+        )
+        assert resp.status_code == 303
+        cookie = next(c for c in resp.headers.get_list("set-cookie") if SESSION_COOKIE in c)
+        assert "Secure" in cookie
 
 
 def test_start_form_refuses_forged_posts_and_others_workers(

@@ -318,6 +318,27 @@ def test_edit_title_schedule_and_input(
     assert "Off" in text(web.get("/tasks"))
 
 
+def test_edit_keeps_run_options_the_form_does_not_show(
+    server: Server, owner: User, worker: str, web: httpx.Client
+) -> None:
+    system = {"max_total_charge": 5, "cpus": 2, "max_total_traffic": 1000, "memory": 512}
+    slug = api_create(
+        server,
+        owner,
+        worker,
+        input={"parameters": {"custom": {"query": "shoes"}, "system": system}},
+    )
+    reply = submit(
+        web,
+        f"/tasks/{slug}",
+        f"/tasks/{slug}",
+        form_of(title="renamed", **{"system.memory": "256"}),
+    )
+    assert reply.status_code == 303, reply.text
+    kept = api_task(server, owner, slug)["input"]["parameters"]["system"]
+    assert kept == {**system, "memory": 256}
+
+
 def test_edit_refused_changes_nothing(
     server: Server, owner: User, worker: str, web: httpx.Client
 ) -> None:

@@ -40,10 +40,12 @@ What a user types, and what the worker gets:
 
 A list or table whose current value one line or cell per entry could not show exactly (an item
 with several keys, a string with a line break, a number in a table cell) is shown as JSON
-instead, so saving an unchanged form never changes it. A property without an editor gets one
-from its type: string → input, integer/number → number, boolean → switch, array/object → json,
-and select whenever it has options. ``radioGroup`` and ``checkboxGroup`` are old spellings of
-radio and checkbox.
+instead, so saving an unchanged form does not change it — but for one thing: a table row
+missing one of the ``param_list`` keys comes back with that key as ``""``.
+
+A property without an editor gets one from its type: string → input, integer/number → number,
+boolean → switch, array/object → json, and select whenever it has options. ``radioGroup`` and
+``checkboxGroup`` are old spellings of radio and checkbox.
 
 ``parse`` reports only what cannot be read (bad JSON, a letter in a number); the server's
 validator then applies the schema's rules (required, minimum, options).
@@ -61,7 +63,17 @@ from typing import Any
 
 from runyard.services.inputs import TYPES, is_number, option_values
 
-__all__ = ["Cell", "Choice", "Column", "Field", "Row", "fields", "parse", "problems_by_field"]
+__all__ = [
+    "Cell",
+    "Choice",
+    "Column",
+    "Field",
+    "Row",
+    "fields",
+    "parse",
+    "problems_by_field",
+    "small_whole",
+]
 
 PREFIX = "custom."
 EDITORS = (
@@ -619,13 +631,15 @@ def _parse_typed(text: str, type_: str, *, json_only: bool = False) -> Any:
         return _OMIT
     if json_only or type_ in ("array", "object"):
         try:
-            return json.loads(text, parse_constant=_refuse_constant)
+            return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
         except json.JSONDecodeError as exc:
             raise _Unreadable(
                 f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
             ) from None
         except ValueError as exc:
             raise _Unreadable(f"not valid JSON: {exc}") from None
+        except RecursionError:
+            raise _Unreadable("not valid JSON: nested too deeply") from None
     if type_ == "boolean":
         lowered = text.lower()
         if lowered in ("true", "false"):
@@ -636,6 +650,19 @@ def _parse_typed(text: str, type_: str, *, json_only: bool = False) -> Any:
 
 def _refuse_constant(token: str) -> Any:
     raise ValueError(f"{token} is not a JSON value")
+
+
+def _finite(token: str) -> float:
+    number = float(token)
+    if not math.isfinite(number):
+        raise ValueError(f"{token} is too large a number")
+    return number
+
+
+def small_whole(text: str, digits: int = 9) -> int | None:
+    """``text`` as a whole number of at most ``digits`` ASCII digits, else None: a form's
+    indexes and counts (``str.isdigit`` also passes "²", which ``int`` refuses)."""
+    return int(text) if re.fullmatch(f"[0-9]{{1,{digits}}}", text) else None
 
 
 def _parse_number(text: str, *, whole: bool) -> int | float:
@@ -662,9 +689,10 @@ def _parse_choices(prop: dict[str, Any], posted: list[str], *, many: bool) -> An
     for text in posted:
         if not text:
             continue  # the empty option, or "Not set"
-        if not text.isdigit() or int(text) >= len(options):
+        index = small_whole(text)
+        if index is None or index >= len(options):
             raise _Unreadable("is not one of the choices")  # a stale or forged form
-        chosen.add(int(text))
+        chosen.add(index)
     values = [options[i][1] for i in sorted(chosen)]
     if many:
         return values
@@ -685,11 +713,11 @@ def _parse_rows(prop: dict[str, Any], form: Mapping[str, list[str]]) -> list[dic
     prefix = f"{PREFIX}{prop['name']}."
     indexes = sorted(
         {
-            int(row)
+            index
             for key in form
             if key.startswith(prefix)
-            for row in [key[len(prefix) :].partition(".")[0]]
-            if row.isdigit()
+            for index in [small_whole(key[len(prefix) :].partition(".")[0])]
+            if index is not None
         }
     )
     params = [c.param for c in _columns(prop)]

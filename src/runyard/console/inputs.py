@@ -41,20 +41,29 @@ def input_form(schema: Mapping[str, Any], value: Mapping[str, Any] | None = None
 
 
 def posted_fields(form: FormData) -> dict[str, list[str]]:
-    return {key: [str(v) for v in form.getlist(key)] for key in form}
+    """Every posted text field; a file sent where the form has text is no value at all."""
+    return {key: [v for v in form.getlist(key) if isinstance(v, str)] for key in form}
 
 
-def read_input(schema: Mapping[str, Any], form: FormData) -> tuple[dict[str, Any], InputForm]:
-    """The run input a form posted, and the form to show again if it has problems."""
+def read_input(
+    schema: Mapping[str, Any], form: FormData, saved_system: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], InputForm]:
+    """The run input a form posted, and the form to show again if it has problems.
+
+    Run options the form does not show (a cost cap set over the API, say) are kept from
+    ``saved_system``: saving a task from the console never drops them.
+    """
     posted = posted_fields(form)
     custom, problems = forms.parse(schema, posted)
-    system: dict[str, Any] = {}
+    shown_keys = {key for key, _, _ in RUN_OPTIONS}
+    system = {k: v for k, v in (saved_system or {}).items() if k not in shown_keys}
     for key, label, _unit in RUN_OPTIONS:
         text = (posted.get(f"system.{key}") or [""])[0].strip()
         if not text:
             continue
-        if text.isdigit():
-            system[key] = int(text)
+        number = forms.small_whole(text)
+        if number is not None:
+            system[key] = number
         else:
             problems.setdefault(f"system.{key}", []).append(f"{label}: must be a whole number")
     value = {"parameters": {"custom": custom, "system": system}}

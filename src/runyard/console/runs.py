@@ -10,12 +10,15 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from starlette.responses import JSONResponse, Response
 
+from runyard.console.forms import small_whole
 from runyard.console.table import table
 from runyard.console.web import (
-    FRAGMENT_HEADER,
     ConsoleRoute,
+    Limit,
+    Offset,
     SignedIn,
     console,
+    fragment,
     redirect,
     services,
 )
@@ -31,8 +34,6 @@ PAGE_SIZES = (20, 50, 100)
 #: Log lines on a run's page; the whole log is a download.
 LOG_LINES = 200
 DELIMITERS = ((",", "comma"), (";", "semicolon"), ("\t", "tab"), ("|", "pipe"))
-Offset = Annotated[int, Query(ge=0, le=10**12)]
-Limit = Annotated[int, Query(ge=1, le=100)]
 
 
 @router.get("/runs")
@@ -60,8 +61,7 @@ def runs_page(
         "page_base": "/runs?" + urlencode(query) + ("&" if query else ""),
         "refresh_url": "/runs?" + urlencode({**query, "offset": offset, "limit": limit}),
     }
-    fragment = request.headers.get(FRAGMENT_HEADER)
-    template = "_runs_table.html" if fragment else "runs.html"
+    template = "_runs_table.html" if fragment(request) else "runs.html"
     return console(request).render(request, template, context)
 
 
@@ -76,9 +76,10 @@ def _log_lines(entries: list[LogEntry]) -> list[str]:
 def _window(offset: int, limit: int, row: str) -> tuple[int, int]:
     """The page to show: ``row`` (1-based, from "Go to row"; blank when not asked) wins."""
     limit = min(PAGE_SIZES, key=lambda size: abs(size - limit))
-    if row.strip().isdigit():
-        offset = (max(int(row), 1) - 1) // limit * limit
-    return min(offset, 10**12), limit
+    number = small_whole(row.strip(), digits=12)
+    if number is not None:
+        offset = (max(number, 1) - 1) // limit * limit
+    return offset, limit
 
 
 def _run_context(
@@ -105,12 +106,18 @@ def _run_context(
         context.update(log=_log_lines(view.list), log_url=view.all_logs_url, log_limit=LOG_LINES)
     if "results" in parts or "export" in parts:
         page = svc.results.page(user_id, slug, Window.from_query(offset, limit))
+        if offset and offset >= page.count:
+            # Past the end (a stale link, a row number too large): the last page instead.
+            offset = max(page.count - 1, 0) // limit * limit
+            page = svc.results.page(user_id, slug, Window.from_query(offset, limit))
         columns, rows = table(page.headers_json, page.rows)
         context.update(
+            offset=offset,
             count=page.count,
             columns=columns,
             table=rows,
-            page_base=f"/runs/{slug}?limit={limit}&",
+            page_sizes=PAGE_SIZES,
+            page_base=f"/runs/{slug}?",
             formats=FORMATS,
             delimiters=DELIMITERS,
             export={
@@ -139,9 +146,9 @@ def run_page(
     row: Annotated[str, Query(max_length=20)] = "",
 ) -> Response:
     offset, limit = _window(offset, limit, row)
-    fragment = request.headers.get(FRAGMENT_HEADER)
-    template = FRAGMENTS.get(fragment or "", "run.html")
-    parts = ALL_PARTS if template == "run.html" else frozenset({fragment or ""})
+    part = fragment(request) or ""
+    template = FRAGMENTS.get(part, "run.html")
+    parts = ALL_PARTS if template == "run.html" else frozenset({part})
     context = _run_context(request, viewer.user_id, slug, offset, limit, parts)
     return console(request).render(request, template, context)
 
@@ -158,10 +165,12 @@ async def export_run(request: Request, slug: str, viewer: SignedIn) -> Response:
     cons = console(request)
     form = await cons.form(request)
     svc = services(request)
-    fmt = str(form.get("format") or "csv")
-    keys = [str(k) for k in form.getlist("keys")]
+    fmt = form.get("format")
+    fmt = fmt if isinstance(fmt, str) and fmt else "csv"
+    keys = [k for k in form.getlist("keys") if isinstance(k, str)]
     bom = form.get("bom") is not None
-    delimiter = str(form.get("delimiter") or ",")
+    delimiter = form.get("delimiter")
+    delimiter = delimiter if isinstance(delimiter, str) and delimiter else ","
     wants_json = "application/json" in request.headers.get("accept", "")
 
     def make() -> dict[str, Any]:
@@ -178,7 +187,7 @@ async def export_run(request: Request, slug: str, viewer: SignedIn) -> Response:
                     slug,
                     fmt=fmt,
                     # Every field ticked: the export follows the run's columns, as the API does.
-                    filter_keys=None if keys == all_keys else ",".join(keys),
+                    filter_keys=None if keys == all_keys else keys,
                     base_url=svc.settings.public_url or str(request.base_url),
                     bom=bom,
                     delimiter=delimiter,

@@ -1,11 +1,12 @@
 """The console's session and CSRF tokens: signed cookies, no server-side state.
 
-A sign-in keeps the API key itself in an http-only, same-site cookie, signed with a key derived
-from the server's secret and stamped with its issue time. Every request authenticates the key
-again, so revoking the key ends every console session made with it, and any API server sharing
-the secret (scale-out) accepts the cookie.
+A sign-in keeps the API key's SHA-256 hash — what the server stores, never the key — in an
+http-only, same-site cookie, signed with a key derived from the server's secret and stamped with
+its issue time. A stolen cookie opens the console until it expires, but is no API key. Every
+request looks the hash up again, so revoking the key ends every console session made with it,
+and any API server sharing the secret (scale-out) accepts the cookie.
 
-Forms carry a CSRF token: an HMAC of a random per-browser nonce (its own strict cookie) and the
+Forms carry a CSRF token: an HMAC of a random per-browser nonce (its own cookie) and the
 session's signature. A page on another site can neither read the token nor, having planted a
 nonce of its own, make one that fits the victim's session.
 """
@@ -32,9 +33,14 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+#: A cookie issued by a server whose clock runs a little ahead is still good.
+CLOCK_SKEW_SECONDS = 60
+
+
 @dataclass(frozen=True)
 class Session:
-    key: str
+    #: The API key's hash, as ``Accounts`` stores it.
+    key_hash: str
     #: The cookie's signature: what CSRF tokens are bound to.
     signature: str
 
@@ -48,9 +54,9 @@ class SessionSigner:
     def _sign(self, message: str) -> str:
         return _b64(hmac.new(self._key, message.encode(), hashlib.sha256).digest())
 
-    def issue(self, api_key: str, now: float | None = None) -> str:
-        """The session cookie's value for ``api_key``."""
-        body = f"{_b64(api_key.encode())}.{int(now if now is not None else time.time())}"
+    def issue(self, key_hash: str, now: float | None = None) -> str:
+        """The session cookie's value for the key hashed to ``key_hash``."""
+        body = f"{_b64(key_hash.encode())}.{int(now if now is not None else time.time())}"
         return f"{body}.{self._sign(body)}"
 
     def read(self, cookie: str | None, now: float | None = None) -> Session | None:
@@ -63,12 +69,12 @@ class SessionSigner:
         encoded, _, issued = body.partition(".")
         try:
             age = (now if now is not None else time.time()) - int(issued)
-            key = _unb64(encoded).decode()
+            key_hash = _unb64(encoded).decode()
         except (ValueError, binascii.Error, UnicodeDecodeError):
             return None
-        if not 0 <= age < self.max_age:
+        if not -CLOCK_SKEW_SECONDS <= age < self.max_age:
             return None
-        return Session(key=key, signature=signature)
+        return Session(key_hash=key_hash, signature=signature)
 
     @staticmethod
     def new_nonce() -> str:

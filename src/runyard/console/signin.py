@@ -8,6 +8,7 @@ from starlette.responses import Response
 from runyard.console.session import NONCE_COOKIE, SESSION_COOKIE
 from runyard.console.web import ConsoleRoute, console, local_path, redirect, services, set_cookie
 from runyard.services import InvalidToken
+from runyard.services.accounts import hash_key
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
@@ -51,11 +52,11 @@ async def sign_in(request: Request) -> Response:
         request,
         response,
         SESSION_COOKIE,
-        cons.signer.issue(key),
+        cons.signer.issue(hash_key(key)),
         max_age=cons.signer.max_age,
     )
     # A fresh nonce with the new session: no token shown before sign-in stays valid.
-    set_cookie(request, response, NONCE_COOKIE, cons.signer.new_nonce(), samesite="strict")
+    set_cookie(request, response, NONCE_COOKIE, cons.signer.new_nonce())
     return response
 
 

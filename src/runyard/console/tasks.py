@@ -22,7 +22,7 @@ from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from runyard.console.inputs import InputForm, input_form, read_input, refused
-from runyard.console.web import ConsoleRoute, SignedIn, console, redirect, services
+from runyard.console.web import ConsoleRoute, Limit, Offset, SignedIn, console, redirect, services
 from runyard.console.workers import form_context
 from runyard.services import InvalidInput, Services
 from runyard.services.inputs import validate_run_input
@@ -30,8 +30,6 @@ from runyard.services.schedules import DAILY, MONTHLY, ONCE, WEEKLY, Schedule, p
 from runyard.services.tasks import SCHEDULE_FIELDS, TaskRecord
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
-Offset = Annotated[int, Query(ge=0, le=10**9)]
-Limit = Annotated[int, Query(ge=1, le=100)]
 WorkerId = Annotated[str, Query(max_length=300)]
 
 #: Workers the "new task" picker offers; past that, the Workers page links each one.
@@ -408,7 +406,8 @@ async def update_task(request: Request, slug: str, viewer: SignedIn) -> Response
     def save() -> Response:
         record = svc.tasks.get(viewer.user_id, slug)
         schema = _task_schema(svc, viewer.user_id, record)
-        value, inputs = read_input(schema, form)
+        saved_system = (record.input.get("parameters") or {}).get("system")
+        value, inputs = read_input(schema, form, saved_system)
         fields, task = read_task(form)
         # The service has no dry run: everything is checked here first, so a refused input
         # never follows a saved title and schedule.

@@ -12,18 +12,19 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from runyard import __version__
 from runyard.console.session import NONCE_COOKIE, SESSION_COOKIE, Session, SessionSigner
-from runyard.services import InvalidToken, NotFound, ServiceError, Services
+from runyard.services import InvalidToken, NotFound, ServiceError, Services, UnstorableText
 
 #: Sent with every console page: private data is never cached, never framed, and only this
 #: origin's own script and style run (the templates have no inline script or style).
@@ -39,6 +40,9 @@ SECURITY_HEADERS = {
 }
 #: Sent by the console's script when it asks for a fragment of a page rather than the page.
 FRAGMENT_HEADER = "x-runyard-fragment"
+#: List pages' query; result pages allow offsets up to any real row count.
+Offset = Annotated[int, Query(ge=0, le=10**12)]
+Limit = Annotated[int, Query(ge=1, le=100)]
 
 
 class SignInRequired(Exception):
@@ -135,7 +139,7 @@ class Console:
         """The posted form, after its CSRF token and origin are checked."""
         form = await request.form()
         origin = request.headers.get("origin")
-        if origin is not None and origin != _origin(request):
+        if origin is not None and origin not in _origins(request):
             raise CsrfFailed
         token = form.get("csrf")
         if not isinstance(token, str) or not self.signer.check_csrf(
@@ -168,11 +172,23 @@ class Console:
     def keep_nonce(self, request: Request, response: Response) -> None:
         nonce = self.nonce(request)
         if request.cookies.get(NONCE_COOKIE) != nonce:
-            set_cookie(request, response, NONCE_COOKIE, nonce, samesite="strict")
+            set_cookie(request, response, NONCE_COOKIE, nonce)
 
 
-def _origin(request: Request) -> str:
-    return f"{request.url.scheme}://{request.url.netloc}"
+def _origins(request: Request) -> set[str]:
+    """Where this site's own forms come from: the address asked, and ``RUNYARD_PUBLIC_URL``
+    (behind a TLS proxy the server itself may see plain http)."""
+    found = {f"{request.url.scheme}://{request.url.netloc}"}
+    public = services(request).settings.public_url
+    if public:
+        parts = urlsplit(public)
+        found.add(f"{parts.scheme}://{parts.netloc}")
+    return found
+
+
+def _is_https(request: Request) -> bool:
+    public = services(request).settings.public_url or ""
+    return request.url.scheme == "https" or public.startswith("https://")
 
 
 def set_cookie(
@@ -182,7 +198,6 @@ def set_cookie(
     value: str,
     *,
     max_age: int | None = None,
-    samesite: str = "lax",
 ) -> None:
     response.set_cookie(
         name,
@@ -190,8 +205,8 @@ def set_cookie(
         max_age=max_age,
         path="/",
         httponly=True,
-        samesite=samesite,  # type: ignore[arg-type]
-        secure=request.url.scheme == "https",
+        samesite="lax",
+        secure=_is_https(request),
     )
 
 
@@ -201,7 +216,7 @@ async def signed_in(request: Request) -> Viewer:
     if session is None:
         raise SignInRequired
     try:
-        user_id = services(request).accounts.authenticate(session.key)
+        user_id = services(request).accounts.authenticate_hash(session.key_hash)
     except InvalidToken:
         raise SignInRequired from None
     return Viewer(user_id=user_id, session=session)
@@ -210,8 +225,9 @@ async def signed_in(request: Request) -> Viewer:
 SignedIn = Annotated[Viewer, Depends(signed_in)]
 
 
-def is_fragment(request: Request) -> bool:
-    return request.headers.get(FRAGMENT_HEADER) is not None
+def fragment(request: Request) -> str | None:
+    """The part of the page the console's script asks for, if it asks for one."""
+    return request.headers.get(FRAGMENT_HEADER)
 
 
 def local_path(target: str | None, default: str = "/runs") -> str:
@@ -253,6 +269,10 @@ def _problem(request: Request, exc: Exception) -> Response:
         return _error_page(request, 404, "Not found", exc.message, None)
     if isinstance(exc, ServiceError):
         return _error_page(request, 400, "Not possible", exc.message, exc.details)
+    if isinstance(exc, UnstorableText):
+        return _error_page(request, 400, "Bad request", str(exc), None)
+    if isinstance(exc, HTTPException):  # e.g. a form Starlette could not parse
+        return _error_page(request, exc.status_code, "Bad request", str(exc.detail), None)
     assert isinstance(exc, RequestValidationError)
     details = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
     return _error_page(
@@ -268,7 +288,14 @@ class ConsoleRoute(APIRoute):
             started = time.perf_counter()
             try:
                 response = await handler(request)
-            except (SignInRequired, CsrfFailed, ServiceError, RequestValidationError) as exc:
+            except (
+                SignInRequired,
+                CsrfFailed,
+                ServiceError,
+                UnstorableText,
+                RequestValidationError,
+                HTTPException,
+            ) as exc:
                 response = _problem(request, exc)
             for name, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from runyard.console.inputs import RUN_OPTIONS, InputForm, input_form, read_input, refused
-from runyard.console.web import ConsoleRoute, SignedIn, console, redirect, services
+from runyard.console.web import ConsoleRoute, Offset, SignedIn, console, redirect, services
 from runyard.services import InvalidInput
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
-Offset = Annotated[int, Query(ge=0, le=10**9)]
 
 
 @router.get("/workers")

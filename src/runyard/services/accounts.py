@@ -168,7 +168,10 @@ class Accounts:
 
     def authenticate(self, key: str) -> int:
         """The user id owning ``key``; raises ``InvalidToken`` for unknown or revoked keys."""
-        digest = hash_key(key)
+        return self.authenticate_hash(hash_key(key))
+
+    def authenticate_hash(self, digest: str) -> int:
+        """``authenticate`` for a key known only by its hash (a console session holds that)."""
         row = self._by_hash.first(digest=digest)
         # The lookup is by hash, so timing reveals nothing about the key; the explicit
         # constant-time comparison keeps it that way should the lookup ever change.

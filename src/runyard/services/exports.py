@@ -46,10 +46,15 @@ def parse_format(value: str) -> str:
     return fmt
 
 
-def parse_filter_keys(value: str | None) -> list[str] | None:
-    """Trimmed, empty items dropped, duplicates dropped, order kept; nothing left → all columns."""
+def parse_filter_keys(value: str | list[str] | None) -> list[str] | None:
+    """Trimmed, empty items dropped, duplicates dropped, order kept; nothing left → all columns.
+
+    A list (the console's tick boxes) is taken as it is, so a key may hold a comma or spaces.
+    """
     if value is None:
         return None
+    if isinstance(value, list):
+        return list(dict.fromkeys(k for k in value if k)) or None
     keys = list(dict.fromkeys(k.strip() for k in value.split(",") if k.strip()))
     return keys or None
 
@@ -97,7 +102,7 @@ class Exports:
         run_slug: str,
         *,
         fmt: str,
-        filter_keys: str | None,
+        filter_keys: str | list[str] | None,
         base_url: str,
         worker_id: str | None = None,
         bom: bool = True,

@@ -7,6 +7,21 @@
     return el.scrollHeight - el.scrollTop - el.clientHeight < 24;
   }
 
+  function statusOf(el) {
+    var badge = el.querySelector(".status");
+    return badge ? badge.textContent : null;
+  }
+
+  /* A refreshed region is not a live region (its timings change every time): only a change
+     of the run's status is announced, once. */
+  function announce(el, before) {
+    var now = statusOf(el);
+    var out = document.querySelector("[data-announce-status]");
+    if (out && now !== null && before !== null && now !== before) {
+      out.textContent = "Run status: " + now;
+    }
+  }
+
   /* Elements with data-refresh re-fetch their content every data-every ms (a fragment of the
      page, named by data-fragment) until the fragment carries data-final. */
   function refresher(el) {
@@ -25,13 +40,22 @@
           var log = el.querySelector("pre.log");
           var follow = !log || atBottom(log);
           var focused = document.activeElement && el.contains(document.activeElement);
-          if (focused) { timer = setTimeout(tick, every); return; }
+          var parsed = document.createElement("template");
+          parsed.innerHTML = html;
+          var final = parsed.content.querySelector("[data-final]") !== null;
+          /* Never pull content from under the keyboard, unless the run has finished. */
+          if (focused && !final) { timer = setTimeout(tick, every); return; }
+          var before = statusOf(el);
           el.innerHTML = html;
+          announce(el, before);
           var newLog = el.querySelector("pre.log");
           if (newLog && follow) { newLog.scrollTop = newLog.scrollHeight; }
           localTimes(el);
-          if (el.querySelector("[data-final]")) {
-            if (el.hasAttribute("data-reload-when-final")) { window.location.reload(); }
+          if (final) {
+            if (el.hasAttribute("data-reload-when-final")) {
+              /* Fresh export fields and no more polling; a moment first for the announcement. */
+              setTimeout(function () { window.location.reload(); }, 1000);
+            }
             return;
           }
           timer = setTimeout(tick, every);
