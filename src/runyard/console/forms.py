@@ -61,7 +61,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from runyard.services.inputs import TYPES, is_number, option_values
+from runyard.services.inputs import LIST_EDITORS, TYPES, is_number, option_values
+from runyard.services.packages import EDITORS
 
 __all__ = [
     "Cell",
@@ -76,22 +77,7 @@ __all__ = [
 ]
 
 PREFIX = "custom."
-EDITORS = (
-    "input",
-    "textarea",
-    "number",
-    "select",
-    "radio",
-    "checkbox",
-    "switch",
-    "datepicker",
-    "requestList",
-    "requestListSource",
-    "stringList",
-    "json",
-)
 _LEGACY = {"radioGroup": "radio", "checkboxGroup": "checkbox"}
-_LIST_EDITORS = ("stringList", "requestList")
 #: Shapes of a list editor's entries, posted in the hidden ``custom.<name>.shape``.
 _TEXT_SHAPE, _KEY_SHAPE, _JSON_SHAPE, _ROWS_SHAPE = "text", "key:", "json", "rows"
 _INT_RE = re.compile(r"[+-]?\d+")
@@ -392,7 +378,7 @@ def _field(prop: dict[str, Any], value: Any, typed: str | None, typed_shape: str
         attrs["text"] = _as_text(value, pretty=False)
     elif editor == "datepicker":
         _date_attrs(prop, attrs, value)
-    elif editor in _LIST_EDITORS:
+    elif editor in LIST_EDITORS:
         _list_attrs(prop, attrs, value, editor)
     elif editor == "requestListSource":
         _table_attrs(prop, attrs, value)
@@ -406,14 +392,14 @@ def _field(prop: dict[str, Any], value: Any, typed: str | None, typed_shape: str
             attrs["help"] = "true or false."
     if typed is not None:
         _show_typed(attrs, editor, typed, typed_shape)
-    if attrs["editor"] in ("textarea", "json", *_LIST_EDITORS):
+    if attrs["editor"] in ("textarea", "json", *LIST_EDITORS):
         attrs["lines"] = min(max(attrs["text"].count("\n") + 2, 3), 15)
     return Field(**attrs)
 
 
 def _show_typed(attrs: dict[str, Any], editor: str, typed: str, typed_shape: str | None) -> None:
     """Show a refused post's text as typed, in the box it was typed into."""
-    if editor in (*_LIST_EDITORS, "requestListSource"):
+    if editor in (*LIST_EDITORS, "requestListSource"):
         if typed_shape == _JSON_SHAPE:
             attrs.update(editor="json", shape=_JSON_SHAPE, help="JSON.", text=typed)
         elif attrs["shape"] != _JSON_SHAPE and editor != "requestListSource":
@@ -599,7 +585,7 @@ def _parse_one(prop: dict[str, Any], form: Mapping[str, list[str]]) -> Any:
         return _parse_choices(prop, posted, many=type_ == "array")
     if editor in ("switch", "checkbox"):
         return bool(posted)
-    if editor in (*_LIST_EDITORS, "requestListSource"):
+    if editor in (*LIST_EDITORS, "requestListSource"):
         shape_posted = form.get(f"{name}.shape", [])
         shape = shape_posted[0] if shape_posted else ""
         if shape == _JSON_SHAPE:

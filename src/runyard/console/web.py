@@ -113,10 +113,9 @@ def console(request: Request) -> Console:
 
 
 class Console:
-    """Per-application console state: the session signer and the services behind it."""
+    """Per-application console state: the session signer."""
 
     def __init__(self, svc: Services) -> None:
-        self.svc = svc
         self.signer = SessionSigner(
             svc.settings.resolved_secret_key(), svc.settings.console_session_seconds
         )
@@ -166,13 +165,10 @@ class Console:
             }
         )
         response = HTMLResponse(body, status_code=status_code)
-        self.keep_nonce(request, response)
-        return response
-
-    def keep_nonce(self, request: Request, response: Response) -> None:
         nonce = self.nonce(request)
         if request.cookies.get(NONCE_COOKIE) != nonce:
             set_cookie(request, response, NONCE_COOKIE, nonce)
+        return response
 
 
 def _origins(request: Request) -> set[str]:
