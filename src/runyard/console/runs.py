@@ -174,7 +174,9 @@ async def export_run(request: Request, slug: str, viewer: SignedIn) -> Response:
     wants_json = "application/json" in request.headers.get("accept", "")
 
     def make() -> dict[str, Any]:
-        context = _run_context(request, viewer.user_id, slug, 0, 20, ALL_PARTS)
+        # A script only needs the link: the page's other parts are read for a page reply only.
+        parts = frozenset({"export"}) if wants_json else ALL_PARTS
+        context = _run_context(request, viewer.user_id, slug, 0, 20, parts)
         all_keys = [c["key"] for c in context["columns"]]
         export = {"format": fmt, "keys": keys, "bom": bom, "delimiter": delimiter}
         problem, url = "", ""

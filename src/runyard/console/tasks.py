@@ -26,8 +26,8 @@ from runyard.console.web import ConsoleRoute, Limit, Offset, SignedIn, console, 
 from runyard.console.workers import form_context
 from runyard.services import InvalidInput, Services
 from runyard.services.inputs import validate_run_input
-from runyard.services.schedules import DAILY, MONTHLY, ONCE, WEEKLY, Schedule, problems
-from runyard.services.tasks import SCHEDULE_FIELDS, TaskRecord
+from runyard.services.schedules import DAILY, MONTHLY, ONCE, WEEKLY, problems
+from runyard.services.tasks import SCHEDULE_FIELDS, TaskRecord, schedule_of
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 WorkerId = Annotated[str, Query(max_length=300)]
@@ -174,16 +174,7 @@ def _input_problems(svc: Services, schema: Mapping[str, Any], value: Any) -> lis
 
 def _schedule_problems(fields: Mapping[str, Any]) -> list[str]:
     """The schedule's own rules (``schedules.problems``, what the service applies first)."""
-    return problems(
-        Schedule(
-            enabled=fields.get("schedule_enabled") == 1,
-            type=fields.get("schedule_type"),
-            time=fields.get("schedule_time"),
-            weekday=fields.get("schedule_weekday"),
-            day=fields.get("schedule_day"),
-            once_date=fields.get("schedule_once_date"),
-        )
-    )
+    return problems(schedule_of(fields))
 
 
 def _precheck(

@@ -100,6 +100,18 @@ def _unset_is_none(fields: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def schedule_of(fields: Mapping[str, Any]) -> Schedule:
+    """The schedule that task fields (``schedule_enabled``, ``schedule_type``, ...) describe."""
+    return Schedule(
+        enabled=fields.get("schedule_enabled") == 1,
+        type=fields.get("schedule_type"),
+        time=fields.get("schedule_time"),
+        weekday=fields.get("schedule_weekday"),
+        day=fields.get("schedule_day"),
+        once_date=fields.get("schedule_once_date"),
+    )
+
+
 def _check_text(title: str | None, description: str | None) -> list[str]:
     found: list[str] = []
     if title is not None and not title.strip():
@@ -185,7 +197,7 @@ class Tasks:
         if unknown:
             raise InvalidInput("invalid task", [f"{name}: unknown field" for name in unknown])
         enabled = fields.get("schedule_enabled") or 0
-        schedule = self._schedule(fields, enabled)
+        schedule = schedule_of({**fields, "schedule_enabled": enabled})
         found = _check_text(title, description) + self._check_schedule(schedule, enabled)
         if found:
             raise InvalidInput("invalid task", found)
@@ -214,17 +226,6 @@ class Tasks:
         with self.db.session() as s, s.begin():
             s.add(task)
         return task.slug
-
-    @staticmethod
-    def _schedule(fields: Mapping[str, Any], enabled: Any) -> Schedule:
-        return Schedule(
-            enabled=enabled == 1,
-            type=fields.get("schedule_type"),
-            time=fields.get("schedule_time"),
-            weekday=fields.get("schedule_weekday"),
-            day=fields.get("schedule_day"),
-            once_date=fields.get("schedule_once_date"),
-        )
 
     def _find(self, user_id: int, slug: str) -> tuple[Task, Worker, str]:
         """The caller's task; another user's is NotFound, exactly like a missing one."""
@@ -283,7 +284,7 @@ class Tasks:
         }
         if merged["schedule_enabled"] is None:
             merged["schedule_enabled"] = 0
-        schedule = self._schedule(merged, merged["schedule_enabled"])
+        schedule = schedule_of(merged)
         found = _check_text(changes.get("title"), changes.get("description"))
         if "title" in changes and changes["title"] is None:
             found.append("title: must not be null")
