@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint chromium bench bench-postgres clean
+.PHONY: serve test lint chromium bubblewrap fuzz load bench bench-postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +23,11 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	@touch $@ $(VENV)/.installed-dev $(VENV)/.installed
 
 ## Serve the API at http://127.0.0.1:8000 with its data in ./.runyard
-serve: $(VENV)/.installed
+serve: $(VENV)/.installed bubblewrap
 	$(BIN)/runyard serve --workers examples/workers
 
 ## Lint, type-check and run the whole test suite
-test: $(VENV)/.installed-dev lint chromium
+test: $(VENV)/.installed-dev lint chromium bubblewrap
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## The console's browser tests (tests/browser) drive Debian's Chromium through Playwright; never
@@ -43,6 +43,28 @@ chromium:
 	else \
 		echo "chromium not found: the browser tests will be skipped (install it: sudo apt-get install chromium, or set RUNYARD_TEST_CHROMIUM)"; \
 	fi
+
+## Worker processes run inside a bubblewrap sandbox (docs/security.md). Installed from Debian's
+## packages as root when missing; otherwise runs refuse to start until it is installed, unless
+## the operator opts into RUNYARD_SANDBOX=none.
+bubblewrap:
+	@if command -v bwrap >/dev/null 2>&1; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's bubblewrap (the worker sandbox)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends bubblewrap >/dev/null; \
+	else \
+		echo "bwrap not found: install it (sudo apt-get install bubblewrap) to run workers sandboxed"; \
+	fi
+
+## Schemathesis against /openapi.json, deeper than `make test` does (FUZZ_EXAMPLES per operation)
+fuzz: $(VENV)/.installed-dev bubblewrap
+	RUNYARD_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),300) $(BIN)/python -m pytest tests/test_fuzz.py $(PYTEST_ARGS)
+
+## Load on loopback: 200 clients paging a 1,000,000-row run while 4 runs ingest, 60 s (LOAD_ARGS)
+load: $(VENV)/.installed-bench bubblewrap
+	$(BIN)/python benchmarks/load.py $(LOAD_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks examples
