@@ -25,6 +25,9 @@ from runyard.services.packages import load_package
 from runyard.settings import Settings
 
 _names = itertools.count()
+# Servers under test, in this process or spawned by it, do not rate-limit: a test that wants
+# a limit passes ``rate_limit`` (tests/test_limits.py).
+os.environ.setdefault("RUNYARD_RATE_LIMIT", "0")
 
 #: A PostgreSQL server for the second pass of the suites marked ``both_databases``, e.g.
 #: ``postgresql://127.0.0.1:5432/test``; without one (or unreachable) that pass is skipped.

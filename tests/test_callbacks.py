@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from runyard.services.callbacks import (
     verify_signature,
 )
 from runyard.services.errors import InvalidInput
+from runyard.settings import Settings
 from runyard.storage import Database, Run, User, Worker
 from runyard.storage.models import CallbackDelivery
 
@@ -243,22 +245,52 @@ def test_receiver_that_never_answers_is_retried_then_failed_with_a_warning(
     assert "token=abc" not in logged  # the URL's query may hold the user's secrets
 
 
-def test_failed_after_max_attempts(
-    db: Database, senders: Callable[..., Callbacks], receivers: Callable[..., Receiver]
+def _closed_port_url() -> str:
+    """A loopback URL nothing listens on: every connection is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/hook"
+
+
+@pytest.mark.parametrize("down", ["refusing connections", "answering 503"])
+def test_a_receiver_down_gets_exactly_max_attempts_with_doubling_backoff(
+    down: str,
+    db: Database,
+    senders: Callable[..., Callbacks],
+    receivers: Callable[..., Receiver],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    receiver = receivers(503)
+    url = _closed_port_url() if down == "refusing connections" else receivers(503).url
     run = make_run(db)
-    callbacks = senders(max_attempts=3)
-    callbacks.start()
-    delivery_id = callbacks.enqueue(run.id, receiver.url, PAYLOAD)
+    callbacks = senders(max_attempts=4, backoff_seconds=0.1)
+    with caplog.at_level(logging.INFO, logger="runyard.callbacks"):
+        callbacks.start()
+        delivery_id = callbacks.enqueue(run.id, url, PAYLOAD)
+        wait_for(lambda: delivery(db, delivery_id).status == "failed")
+        time.sleep(1.0)  # longer than the next backoff would be: nothing more is tried
 
-    wait_for(lambda: delivery(db, delivery_id).status == "failed")
-    time.sleep(0.3)
-
-    assert len(receiver.requests) == 3
     record = delivery(db, delivery_id)
-    assert record.attempts == 3
-    assert record.last_error == "HTTP 503"
+    assert record.attempts == 4
+    if down == "refusing connections":
+        assert (record.last_error or "").startswith("could not connect to 127.0.0.1")
+    else:
+        assert record.last_error == "HTTP 503"
+    attempts = [r for r in caplog.records if delivery_id in r.getMessage()]
+    assert [r.levelno for r in attempts] == [logging.INFO] * 3 + [logging.WARNING]
+    assert "failed for good after 4 attempts" in attempts[-1].getMessage()
+    # Each wait doubles the one before: 0.1 s, 0.2 s, 0.4 s (less the few milliseconds
+    # between an attempt's end and its log line).
+    gaps = [b.created - a.created for a, b in itertools.pairwise(attempts)]
+    assert [gap >= 0.09 * 2**i for i, gap in enumerate(gaps)] == [True] * 3, gaps
+
+
+def test_the_default_retries_span_what_the_spec_asks() -> None:
+    # Spec §5: at least 8 attempts over at least an hour.
+    settings = Settings()
+    waits = [settings.callback_backoff_seconds * 2**i for i in range(7)]
+    assert settings.callback_max_attempts == 8
+    assert sum(waits) >= 3600
 
 
 def test_redirects_are_not_followed(

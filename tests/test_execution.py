@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from runyard.execution.process import run_processes
 from tests.conftest import Server, User, start, wait_for
 
 pytestmark = pytest.mark.both_databases
@@ -117,12 +118,19 @@ def test_timeout_kills_the_whole_process_tree(server: Server, user: User, api: h
         """,
     )
     run = start(api, worker, system={"execute_limit_time_seconds": 2})
+    deadline = time.monotonic() + 30
+    while not _rows(api, run):
+        assert time.monotonic() < deadline, "the worker never started its child"
+        time.sleep(0.05)
+    # As this host numbers them (the pid the sandboxed worker sees is its namespace's).
+    processes = run_processes(run)
+    assert len(processes) >= 2  # the worker and its child
     record = wait_for(api, run, timeout=30)
     assert record["status"] == "failed"
     assert record["err_msg"] == "timed out after 2 s"
-    child = _rows(api, run)[0]["child"]
     time.sleep(0.5)
-    assert not Path(f"/proc/{child}").exists() or "Z" in _state(child)
+    for pid in processes:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in _state(pid)
 
 
 def _state(pid: int) -> str:

@@ -59,6 +59,27 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
+    # --- limits (docs/deploy.md, Limits) --------------------------------------------------
+    #: Requests per second each API key may make, refilling its bucket (requests without a
+    #: proven key count against the client's address); 0 turns rate limiting off. Each
+    #: ``runyard serve`` process keeps its own buckets.
+    rate_limit: float = Field(default=50, ge=0)
+    #: Requests a key may make at once, above the steady rate, after a quiet spell.
+    rate_burst: int = Field(default=100, ge=1)
+    #: Largest request body; the ZIP upload of a worker version has its own, larger ceiling.
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    #: Largest request line plus headers.
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    #: Open connections (and requests in progress) past which new requests are answered 503
+    #: at once; 0: no limit but the process's open-files limit.
+    max_connections: int = Field(default=2048, ge=0)
+    #: How long an idle keep-alive connection stays open.
+    keep_alive_seconds: int = Field(default=5, ge=1)
+    #: How long a client may take to send a request's line and headers (slow-loris clients).
+    header_timeout_seconds: float = Field(default=10, gt=0)
+    #: How long a request body may stall with no byte arriving before it is answered 408.
+    body_timeout_seconds: float = Field(default=30, gt=0)
+
     # --- running workers -------------------------------------------------------------------
     #: Runs executing at once on this server (in the ``celery`` mode: on each ``runyard
     #: worker`` node); later runs wait as ``ready``.
@@ -80,6 +101,10 @@ class Settings(BaseSettings):
     #: Virtualenvs built from workers' ``requirements.txt``, one per distinct file, reused by
     #: every version (and every server) pointing here; default ``shared_dir/venvs``.
     venvs_dir: Path | None = None
+    #: ``bwrap``: every worker runs inside a bubblewrap sandbox that shows it none of the
+    #: server's files (docs/workers.md, Trust); the server refuses to start without a working
+    #: ``bwrap``. ``none``: workers run as the server's own user, seeing what it sees.
+    sandbox: Literal["bwrap", "none"] = "bwrap"
 
     # --- scale-out (docs/deploy.md) -------------------------------------------------------
     #: ``local``: runs execute inside ``runyard serve``. ``celery``: ``runyard serve`` queues

@@ -13,9 +13,11 @@ from fastapi import FastAPI
 from runyard import __version__
 from runyard.api import errors
 from runyard.api.auth import document_security
+from runyard.api.limits import LimitsMiddleware
 from runyard.api.request_id import RequestIdMiddleware
 from runyard.api.routes import account, files, proxy, results, runs, tasks, workers
 from runyard.console import mount as mount_console
+from runyard.console.web import refusal_page, session_key_hash
 from runyard.services import Services
 
 API_PREFIX = "/api/v2"
@@ -66,6 +68,13 @@ def create_app(svc: Services) -> FastAPI:
             or path.endswith("/input-schema")
             or path in (API_PREFIX + "/store", API_PREFIX + "/proxy/region")
         ),
+    )
+    # Inside the request id (refusals carry it, the access log shows them), outside all else.
+    app.add_middleware(
+        LimitsMiddleware,
+        settings=svc.settings,
+        session_key_hash=session_key_hash,
+        refusal_page=refusal_page,
     )
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -7,8 +7,15 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
+from starlette.datastructures import QueryParams
+from starlette.types import Scope
 
 from runyard.services import Services, Unauthenticated
+from runyard.services.accounts import hash_key
+
+#: The scope state entry naming the key this request proved (``limits.VERIFIED_KEY_HASH``):
+#: from then on the key's own rate-limit bucket counts its requests.
+VERIFIED_KEY_HASH = "verified_key_hash"
 
 #: The three transports, as OpenAPI security schemes (documented, resolved by ``caller``).
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
@@ -35,12 +42,25 @@ def _bearer(value: str | None) -> str | None:
     return None
 
 
-def _key(request: Request) -> str | None:
-    headers = request.headers
+def key_of(request: Request) -> str | None:
+    """The key the request carries, if any."""
+    return key_in(request.scope)
+
+
+def key_in(scope: Scope) -> str | None:
+    """``key_of`` on the raw ASGI scope: the rate limiter reads it there, before any route,
+    on every request — so without building a ``Request``."""
+    authorization = api_key = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            authorization = value if authorization is None else authorization
+        elif name == b"api-key":
+            api_key = value if api_key is None else api_key
+    query: bytes = scope["query_string"]
     return (
-        _bearer(headers.get("authorization"))
-        or headers.get("api-key")
-        or request.query_params.get("token")
+        _bearer(authorization.decode("latin-1") if authorization is not None else None)
+        or (api_key.decode("latin-1") if api_key is not None else None)
+        or (QueryParams(query).get("token") if query else None)
     )
 
 
@@ -52,16 +72,23 @@ async def caller(request: Request) -> int:
     the lookup is one indexed read, far cheaper than the thread-pool hop FastAPI makes for a
     plain ``def`` dependency.
     """
-    key = _key(request)
+    key = key_of(request)
     if not key:
         raise Unauthenticated("authentication required")
-    return services(request).accounts.authenticate(key)
+    return _authenticate(request, key)
 
 
 async def optional_caller(request: Request) -> int | None:
     """For public endpoints: the caller when a key is given (a bad key is still refused)."""
-    key = _key(request)
-    return services(request).accounts.authenticate(key) if key else None
+    key = key_of(request)
+    return _authenticate(request, key) if key else None
+
+
+def _authenticate(request: Request, key: str) -> int:
+    digest = hash_key(key)
+    user_id = services(request).accounts.authenticate_hash(digest)
+    setattr(request.state, VERIFIED_KEY_HASH, digest)
+    return user_id
 
 
 def document_security(app: FastAPI, is_public: Callable[[str], bool]) -> None:

@@ -22,6 +22,7 @@ from runyard.services import (
     VersionNotFound,
     WrongState,
 )
+from runyard.services.errors import StorageUnavailable
 
 #: Service refusal → (HTTP status, application code).
 STATUS: dict[type[ServiceError], tuple[int, int]] = {
@@ -51,6 +52,15 @@ async def _unstorable_text(request: Request, exc: Exception) -> Response:
     return error(request, 422, 11000, str(exc))
 
 
+async def _storage_unavailable(request: Request, exc: Exception) -> Response:
+    # A full disk, or a database locked past the retries: nothing of the request was kept
+    # and the same request may succeed later. Spec §1's one "try again later" is 429 with
+    # Retry-After (13000), which clients already wait out; 500/10000 would say "a bug".
+    assert isinstance(exc, StorageUnavailable)
+    headers = {"Retry-After": str(exc.retry_after)}
+    return error(request, 429, 13000, exc.message, headers=headers)
+
+
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     if any(e.get("type") == "json_invalid" for e in exc.errors()):
@@ -66,11 +76,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         return error(request, 404, 11004, "not found")
     if exc.status_code == 400:
         return error(request, 400, 11000, "bad request")
-    return error(request, exc.status_code, 11000, str(exc.detail))
+    # e.g. 413 or 408 from api/limits.py, whose headers (``Connection: close``) must go out too
+    headers = dict(exc.headers) if exc.headers else None
+    return error(request, exc.status_code, 11000, str(exc.detail), headers=headers)
 
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(UnstorableText, _unstorable_text)
+    app.add_exception_handler(StorageUnavailable, _storage_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -10,28 +10,59 @@ import copy
 import logging
 import re
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote, unquote_plus
 
 from uvicorn.config import LOGGING_CONFIG
 
 SECRET_PARAMS = frozenset({"token", "signature"})
-_TOKEN = re.compile(r"(?i)([?&](?:token|signature)=)[^&\s]*")
+#: A secret parameter inside free text or a decoded value: the name (not the tail of a longer
+#: one, but maybe right after a percent-escape such as ``%3F``) and its ``=``, however many
+#: times percent-encoded; the value runs to the next ``&`` (encoded or not), space or quote.
+_SECRET_IN_TEXT = re.compile(
+    r"(?i)(?:(?<![a-z0-9])|(?<=%[0-9a-f]{2})|(?<=%25[0-9a-f]{2})|(?<=%2525[0-9a-f]{2}))"
+    r"((?:token|signature)(?:=|%(?:25)*3d))(?:(?!%(?:25)*26)[^&\s\"'<>])*"
+)
+#: An ``=``, however many times percent-encoded.
+_HAS_EQUALS = re.compile(r"=|%(?:25)*3[dD]")
+#: Values are decoded at most this often looking for a secret: an address inside an address
+#: inside an address is already more than any page of ours makes.
+_MAX_DECODES = 4
+
+
+def _nested_secret(value: str) -> str | None:
+    """``value`` decoded, with the secrets it carries redacted, if it carries any — e.g. the
+    console's ``next=%2Fruns%3Ftoken%3D…`` on its way to sign-in; else None."""
+    text = value
+    for _ in range(_MAX_DECODES):
+        decoded = unquote_plus(text)
+        if decoded == text:
+            break
+        text = decoded
+    redacted, found = _SECRET_IN_TEXT.subn(r"\1[redacted]", text)
+    return quote(redacted, safe="/?=&[]:,;@+") if found else None
 
 
 def redact_query(query: str) -> str:
     """``query`` with the values of ``token`` and ``signature`` replaced, however the names are
-    spelled (any case, percent-encoded) — the way the server itself will decode them."""
+    spelled (any case, percent-encoded) — the way the server itself will decode them — and
+    wherever another parameter's value carries one (a sign-in redirect's ``next``)."""
     parts = query.split("&")
     for i, part in enumerate(parts):
-        name, sep, _ = part.partition("=")
-        if sep and unquote_plus(name).lower() in SECRET_PARAMS:
+        name, sep, value = part.partition("=")
+        if not sep:
+            continue
+        if unquote_plus(name).lower() in SECRET_PARAMS:
             parts[i] = f"{name}=[redacted]"
+        elif _HAS_EQUALS.search(value):  # else it holds no parameter at all: the usual case
+            nested = _nested_secret(value)
+            if nested is not None:
+                parts[i] = f"{name}={nested}"
     return "&".join(parts)
 
 
 def redact(text: str) -> str:
     """A last guard for free text, such as a URL inside a message."""
-    return _TOKEN.sub(r"\1[redacted]", text)
+    return _SECRET_IN_TEXT.sub(r"\1[redacted]", text)
 
 
 class RedactTokens(logging.Filter):

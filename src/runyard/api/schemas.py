@@ -17,7 +17,10 @@ class Envelope(BaseModel, Generic[T]):
 
 
 class ErrorEnvelope(BaseModel):
-    code: int = Field(description="Application code: 11000, 11004, 12001, 12002 or 10000")
+    code: int = Field(
+        description="Application code (spec §1): 10000, 11000, 11004, 12001, 12002, 13000, "
+        "30001, 30003, 50003 or 70002"
+    )
     message: str
     data: None = None
     details: list[str] | None = Field(None, description="One line per problem, when known")
@@ -148,23 +151,88 @@ class VersionRegistered(BaseModel):
     version: str
 
 
-def responses(model: type[BaseModel], *statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for a route: its success envelope and the errors it can answer."""
-    described: dict[int | str, dict[str, Any]] = {
-        200: {"model": Envelope[model]}  # type: ignore[valid-type]
+API_PREFIX = "/api/v2"
+
+
+def link(path: str, method: str, description: str, **parameters: str) -> dict[str, Any]:
+    """An OpenAPI link to the operation ``method path`` (``path`` under ``/api/v2``), its
+    parameters taken from the reply with runtime expressions such as
+    ``$response.body#/data/run_slug``."""
+    pointer = (API_PREFIX + path).replace("~", "~0").replace("/", "~1")
+    return {
+        "operationRef": f"#/paths/{pointer}/{method.lower()}",
+        "parameters": parameters,
+        "description": description,
     }
-    meanings = {
-        400: "Malformed request: the body is not JSON (11000)",
-        401: "API key missing (12001) or invalid (12002)",
-        402: "Insufficient balance (30001)",
-        404: "Not found for this caller (11004), or no such worker version (50003)",
-        409: "Not possible in the run's current state (70002)",
-        422: "Invalid parameter (11000)",
-        429: "Concurrent-run limit reached (30003)",
-        500: "Internal server error (10000)",
+
+
+#: Headers every reply carries.
+REQUEST_ID_HEADER = {
+    "X-Request-Id": {
+        "description": "The reply's `request_id`; a sane incoming `X-Request-Id` is reused",
+        "schema": {"type": "string"},
+        "required": True,
     }
-    for status in (*statuses, 500):
-        described[status] = {"model": ErrorEnvelope, "description": meanings[status]}
+}
+RETRY_AFTER_HEADER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again (13000)",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+#: What each error status means (spec §1).
+MEANINGS = {
+    400: "Malformed request: the body is not JSON, or not the content type declared (11000)",
+    401: "API key missing (12001) or invalid (12002)",
+    402: "Insufficient balance (30001)",
+    404: "Not found for this caller (11004); a named worker version that does not exist (50003)",
+    408: "The request body stalled (11000); the connection is closed",
+    409: "Not possible in the run's current state (70002)",
+    413: "Request body too large (11000)",
+    422: "Invalid parameter or body (11000), one `details` line per problem",
+    429: "Rate limited, or storage busy: try again after `Retry-After` seconds (13000)",
+    431: "Request line and headers too large (11000)",
+    500: "Internal server error (10000); the message never leaks internals",
+}
+#: Statuses any operation can answer (spec §1; 408 and 431 from the request limits).
+COMMON_STATUSES = (401, 404, 408, 413, 422, 429, 431, 500)
+
+
+def responses(
+    model: type[BaseModel] | None,
+    *extra: int,
+    public: bool = False,
+    starts_runs: bool = False,
+    links: dict[str, Any] | None = None,
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of a route: its success envelope (``model`` None: none documented
+    here) with ``links`` to the operations its reply feeds, and the error envelope with each
+    status it can answer — those of every operation, plus ``extra``. ``public``: no key
+    needed, so no 401. ``starts_runs``: the refusals of a run start (400, 402, 429/30003)."""
+    meanings = dict(MEANINGS)
+    statuses = {*COMMON_STATUSES, *extra}
+    if public:
+        statuses.discard(401)
+    if starts_runs:
+        statuses |= {400, 402}
+        meanings[429] = (
+            "Rate limited, or storage busy: try again after `Retry-After` seconds (13000); "
+            "or the concurrent-run limit reached (30003)"
+        )
+    described: dict[int | str, dict[str, Any]] = {}
+    if model is not None:
+        described[200] = {
+            "model": Envelope[model],  # type: ignore[valid-type]
+            "headers": REQUEST_ID_HEADER,
+            **({"links": links} if links else {}),
+        }
+    for status in sorted(statuses):
+        headers = {**REQUEST_ID_HEADER, **(RETRY_AFTER_HEADER if status == 429 else {})}
+        described[status] = {
+            "model": ErrorEnvelope,
+            "description": meanings[status],
+            "headers": headers,
+        }
     return described
 
 

@@ -6,7 +6,6 @@ Every refusal is one line on stderr and exit code 1 — never a traceback.
 
 from __future__ import annotations
 
-import os
 import shlex
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +19,8 @@ from rich.table import Table
 
 from runyard.cli.app import app, err, fail, keys_app, out, runs_app, users_app, workers_app
 from runyard.execution.local import ExecutorBusy
+from runyard.execution.sandbox import SandboxUnavailable, unsandboxed_warning
+from runyard.execution.sandbox import check as check_sandbox
 from runyard.services import ServiceError, Services
 from runyard.services.accounts import UNSET, Unset
 from runyard.services.errors import InvalidInput
@@ -87,12 +88,15 @@ def serve(
 ) -> None:
     """Serve the API until interrupted: embedded (SQLite, local executor, local files) unless
     settings say otherwise (docs/deploy.md)."""
-    import uvicorn
-
-    from runyard.api import create_app
+    from runyard.api import create_app, serving
     from runyard.api.logs import log_config
 
     settings = settings_from(data_dir, host=host, port=port)
+    if settings.executor == "local":
+        try:
+            check_sandbox(settings)  # before anything is created or shown (the first key)
+        except SandboxUnavailable as exc:
+            fail(str(exc))
     svc = open_services(settings)
     for slug in svc.imports.clean_abandoned():
         err.print(f"removed run {slug}: its import was interrupted")
@@ -131,27 +135,19 @@ def serve(
             )
     try:
         svc.start()
-    except ExecutorBusy as exc:
+    except (ExecutorBusy, SandboxUnavailable) as exc:
         svc.close()
         fail(str(exc))
-    if os.geteuid() == 0:
-        err.print(
-            "[yellow]warning:[/yellow] serving as root: worker processes run as root too "
-            "(see docs/workers.md, Trust)",
-            markup=True,
-        )
+    # Workers run sandboxed (as nobody when serving as root) unless the operator opted out.
+    unsandboxed = unsandboxed_warning(settings)
+    if unsandboxed and settings.executor == "local":
+        err.print(f"[bold red]warning:[/bold red] {unsandboxed}", markup=True)
     err.print(
         f"Runyard serving at {base}  (console: {base}/; data: {settings.data_dir.resolve()}; "
         f"database: {svc.db.dialect}; executor: {settings.executor})"
     )
-    uvicorn.run(
-        create_app(svc),
-        host=settings.host,
-        port=settings.port,
-        log_config=log_config(),
-        server_header=False,
-        access_log=False,  # written by Runyard itself, with the request id
-    )
+    # Connection limits, header size and slow-client deadlines: api/serving.py.
+    serving.run(create_app(svc), settings, log_config=log_config())
 
 
 def _register_all(svc: Services, user_id: int, directory: Path) -> list[str]:

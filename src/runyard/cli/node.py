@@ -52,6 +52,7 @@ def _serve(settings: Settings, node_name: str, loglevel: str) -> None:
     from runyard.execution.broker import RunQueue
     from runyard.execution.leases import NodeTaken
     from runyard.execution.node import ExecutionNode
+    from runyard.execution.sandbox import SandboxUnavailable, unsandboxed_warning
 
     svc = open_services(settings)
     node = ExecutionNode(
@@ -63,9 +64,12 @@ def _serve(settings: Settings, node_name: str, loglevel: str) -> None:
     )
     try:
         node.start()
-    except NodeTaken as exc:
+    except (NodeTaken, SandboxUnavailable) as exc:
         svc.close()
         fail(str(exc))
+    unsandboxed = unsandboxed_warning(settings)
+    if unsandboxed:
+        err.print(f"[bold red]warning:[/bold red] {unsandboxed}", markup=True)
     # Status callbacks of the runs executed here go out from here, as soon as they happen.
     svc.callbacks.start()
     queue = RunQueue(settings)

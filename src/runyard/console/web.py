@@ -12,7 +12,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -215,7 +215,24 @@ async def signed_in(request: Request) -> Viewer:
         user_id = services(request).accounts.authenticate_hash(session.key_hash)
     except InvalidToken:
         raise SignInRequired from None
+    # The key is proven: the rate limiter (api/limits.py) counts its requests by its hash.
+    request.state.verified_key_hash = session.key_hash
     return Viewer(user_id=user_id, session=session)
+
+
+def session_key_hash(request: Request) -> str | None:
+    """The key hash of the request's session, if its cookie is valid: what the rate limiter
+    counts console pages by."""
+    session = console(request).session(request)
+    return session.key_hash if session else None
+
+
+def refusal_page(request: Request, status: int, title: str, message: str) -> Response:
+    """The page for a request refused before any console route ran (rate, size)."""
+    response = _error_page(request, status, title, message, None)
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 SignedIn = Annotated[Viewer, Depends(signed_in)]
@@ -249,7 +266,12 @@ def _error_page(request: Request, status: int, title: str, message: str, details
 def _problem(request: Request, exc: Exception) -> Response:
     if isinstance(exc, SignInRequired):
         if request.method == "GET":
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            # The console takes no key in its addresses: a ``token`` there is dropped, not
+            # carried on through sign-in (and into every log on the way, proxies' included).
+            query = urlencode(
+                [(k, v) for k, v in request.query_params.multi_items() if k.lower() != "token"]
+            )
+            target = request.url.path + (f"?{query}" if query else "")
             return redirect(f"/sign-in?next={quote(target, safe='')}")
         return redirect("/sign-in")
     if isinstance(exc, CsrfFailed):
@@ -267,8 +289,10 @@ def _problem(request: Request, exc: Exception) -> Response:
         return _error_page(request, 400, "Not possible", exc.message, exc.details)
     if isinstance(exc, UnstorableText):
         return _error_page(request, 400, "Bad request", str(exc), None)
-    if isinstance(exc, HTTPException):  # e.g. a form Starlette could not parse
-        return _error_page(request, exc.status_code, "Bad request", str(exc.detail), None)
+    if isinstance(exc, HTTPException):  # e.g. a form Starlette could not parse, or too big
+        page = _error_page(request, exc.status_code, "Bad request", str(exc.detail), None)
+        page.headers.update(exc.headers or {})
+        return page
     assert isinstance(exc, RequestValidationError)
     details = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
     return _error_page(

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from typing import IO
 
+from runyard.execution import sandbox
 from runyard.execution.base import ABORTED, ACTIVE
 from runyard.execution.process import RunContext, RunProcess, fail_leftovers, kill_runs
 from runyard.storage import Run
@@ -44,8 +45,10 @@ class LocalExecutor:
         """Take this executor's lock, recover its orphans, then take runs.
 
         The lock makes a second ``runyard serve`` on the same data directory refuse to start
-        instead of failing (and killing) the first one's runs as orphans.
+        instead of failing (and killing) the first one's runs as orphans. Refuses to start
+        (``SandboxUnavailable``) if the worker sandbox cannot run here.
         """
+        sandbox.check(self.ctx.settings)
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         lock_file = open(self.lock_path, "wb")  # noqa: SIM115 -- held for the executor's life
         try:

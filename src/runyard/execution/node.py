@@ -19,6 +19,7 @@ import time
 
 from sqlalchemy import select
 
+from runyard.execution import sandbox
 from runyard.execution.base import ACTIVE
 from runyard.execution.broker import NodeUnavailable
 from runyard.execution.leases import Leases, Membership, NodeTaken
@@ -54,7 +55,9 @@ class ExecutionNode:
 
     def start(self) -> None:
         """Join (``NodeTaken`` if a live node has this name), kill what a previous life of
-        this node left running on this host and fail its runs, then keep the lease."""
+        this node left running on this host and fail its runs, then keep the lease.
+        ``SandboxUnavailable`` first if the worker sandbox cannot run here."""
+        sandbox.check(self.ctx.settings)
         leftovers = self.ctx.runs.owned_by(self.name, ACTIVE)
         self.member = self.leases.join(self.name, self.slots)
         # Their own processes died with their parent (runtime/bootstrap.py), not always their

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -27,10 +27,12 @@ from urllib.parse import unquote, urlsplit
 import orjson
 from sqlalchemy import Connection, select, update
 
+from runyard.execution import sandbox
 from runyard.execution.base import ABORTED, ACTIVE, RunStates
 from runyard.runtime import BOOTSTRAP
 from runyard.settings import Settings
 from runyard.storage import Database, RowStore, Run, User, WorkerVersion
+from runyard.storage.database import as_storage_error
 from runyard.storage.ingest import RowIngestor
 from runyard.storage.runlog import (
     DEBUG,
@@ -52,6 +54,9 @@ RUN_BATCH = 10_000
 #: How often a run checks the database for an abort asked through another server, or for its
 #: end decided elsewhere (a lease that ran out).
 ABORT_POLL_SECONDS = 1.0
+#: Attempts at recording a run's end while the database cannot take it, and the first pause.
+FINISH_ATTEMPTS = 5
+FINISH_RETRY_SECONDS = 1.0
 #: After the worker's main process ends, how long its leftovers may keep the pipes open.
 EXIT_GRACE_SECONDS = 2.0
 _READ = 1 << 20
@@ -229,6 +234,8 @@ def _environment(
     channel_fd: int,
     memory_mb: int | None,
     proxy: dict[str, str] | None = None,
+    *,
+    sandboxed: bool = False,
 ) -> dict[str, str]:
     # Built from nothing: the worker never sees the server's secrets or database URL.
     env = {
@@ -241,9 +248,13 @@ def _environment(
         "RUNYARD_CHANNEL_FD": str(channel_fd),
         "RUNYARD_INPUT": str(input_path),
         "RUNYARD_RUN_ID": run.slug,
-        # The bootstrap dies with this process (runtime/bootstrap.py), which it checks by pid.
-        "RUNYARD_PARENT_PID": str(os.getpid()),
     }
+    # The bootstrap dies with this process (runtime/bootstrap.py): unsandboxed, it checks that
+    # by this pid; sandboxed, with bwrap (--die-with-parent), and this pid is not in its view.
+    if sandboxed:
+        env["RUNYARD_SANDBOX"] = "bwrap"
+    else:
+        env["RUNYARD_PARENT_PID"] = str(os.getpid())
     if memory_mb:
         env["RUNYARD_MEMORY_MB"] = str(memory_mb)
     env.update(proxy or {})
@@ -351,6 +362,9 @@ class RunProcess:
         #: Held while the process is reaped: its pid (and group id) may be reused after.
         self._pid_lock = threading.Lock()
         self._reaped = False
+        #: The sandbox's first process (bwrap is ``pid``): the worker is killed through it,
+        #: never bwrap, which then reaps it and so reports its CPU time.
+        self._init: sandbox.Init | None = None
         self.rejected = 0
         self._last_stderr = ""
 
@@ -362,10 +376,16 @@ class RunProcess:
         self._abort.set()  # first: the thread must see it before it sees the process die
         self._kill()
 
-    def _kill(self) -> None:
-        """Kill the run's process group, if it has one still."""
+    def _kill(self, *, whole_group: bool = False) -> None:
+        """Kill the run's process tree, if it has one still: the sandboxed worker, which takes
+        its pid namespace along and lets bwrap exit; else (or ``whole_group``: bwrap did not
+        exit) the process group."""
         with self._pid_lock:
-            if self.pid is not None and not self._reaped:
+            if self.pid is None or self._reaped:
+                return
+            if self._init is not None and not whole_group:
+                sandbox.kill(self._init)
+            else:
                 kill_group(self.pid)
 
     def _reap(self, proc: subprocess.Popen[bytes]) -> tuple[int, float]:
@@ -373,6 +393,9 @@ class RunProcess:
         os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
         with self._pid_lock:
             self._reaped = True
+            if self._init is not None:
+                self._init.close()
+                self._init = None
             return _reap(proc)
 
     def execute(self) -> None:
@@ -399,17 +422,29 @@ class RunProcess:
             self._kill()
             log.warning("run %s was stopped: it was finished elsewhere (%s)", run.slug, exc)
         except Exception as exc:
-            log.exception("run %s failed inside Runyard", run.slug)
             self._kill()
             if self._proc is not None and not self._reaped:
                 self._reap(self._proc)  # no zombie left behind
-            self._finish(logs, "failed", f"internal error: {type(exc).__name__}")
+            problem = as_storage_error(exc)
+            if problem is None:
+                log.exception("run %s failed inside Runyard", run.slug)
+                self._finish(logs, "failed", f"internal error: {type(exc).__name__}")
+                return
+            # A full disk or a database locked past its retries: nothing of the batch in
+            # flight was kept, every committed row stays. The worker's scratch files may be
+            # what filled the disk: they go before the run's end is written.
+            log.error("run %s failed: %s", run.slug, problem)
+            shutil.rmtree(scratch, ignore_errors=True)
+            self._finish(logs, "failed", str(problem))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _execute(self, run: Run, version: WorkerVersion, scratch: Path, logs: LogWriter) -> None:
         settings = self.ctx.settings
         shutil.rmtree(scratch, ignore_errors=True)
+        # Absolute: the worker's paths must hold from its own working directory (and bwrap
+        # mounts absolute paths only).
+        scratch = Path(os.path.abspath(scratch))
         work = scratch / "work"
         shutil.copytree(version.path, work)
         (scratch / "tmp").mkdir()
@@ -440,28 +475,55 @@ class RunProcess:
         if self._abort.is_set():  # e.g. its node is stopping: never started
             self._finish(logs, "failed", self._abort_why)
             return
+        sandboxed = settings.sandbox == "bwrap"
         read_fd, write_fd = os.pipe()
         with contextlib.suppress(OSError):
             # Room for about a thousand rows, so the worker rarely waits for the parent (Linux).
             fcntl.fcntl(write_fd, F_SETPIPE_SZ, PIPE_BYTES)
+        env = _environment(
+            run, scratch, input_path, write_fd, memory_mb, proxy, sandboxed=sandboxed
+        )
+        argv = [version.python, BOOTSTRAP, "main.py"]
+        pass_fds = [write_fd]
+        info_read = info_write = -1
         try:
+            if sandboxed:
+                info_read, info_write = os.pipe()
+                pass_fds.append(info_write)
+                argv = sandbox.command(
+                    settings,
+                    argv,
+                    scratch=scratch,
+                    workdir=work,
+                    info_fd=info_write,
+                    memory_mb=memory_mb,
+                )
+                sandbox.hand_over(scratch)
             proc = subprocess.Popen(
-                [version.python, BOOTSTRAP, "main.py"],
+                argv,
                 cwd=work,
-                env=_environment(run, scratch, input_path, write_fd, memory_mb, proxy),
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                pass_fds=(write_fd,),
+                pass_fds=pass_fds,
                 start_new_session=True,
             )
-        except OSError as exc:
+        except (OSError, sandbox.SandboxUnavailable) as exc:
             os.close(read_fd)
+            if info_read >= 0:
+                os.close(info_read)
             self._finish(logs, "failed", f"could not start the worker: {exc}")
             return
         finally:
             os.close(write_fd)
+            if info_write >= 0:
+                os.close(info_write)
         self.pid, self._proc = proc.pid, proc
+        if sandboxed:
+            init = sandbox.started(info_read, lambda pid: is_run_process(pid, run.slug))
+            with self._pid_lock:
+                self._init = init
         self.ctx.runs.set_pid(self.run_id, proc.pid)
         logs.write(INFO, f"started {run.slug}: version {run.version}, pid {proc.pid}")
 
@@ -471,12 +533,14 @@ class RunProcess:
             reason = self._pump(proc, read_fd, ingest, logs, time.monotonic() + timeout)
             ingest.flush()
         except RunFenced:
-            kill_group(proc.pid)
+            self._kill()
             self._reap(proc)
             raise
         if self.rejected:
             logs.write(WARN, f"{self.rejected} rows were rejected (see the errors above)")
         code, cpu = self._reap(proc)
+        if sandboxed:
+            code = sandbox.exit_code(code)
 
         if self.ctx.runs.status(self.run_id) == "aborting":
             self._finish(logs, "failed", ABORTED, cpu_seconds=cpu)
@@ -538,21 +602,47 @@ class RunProcess:
         # The cost is written with the final status, so a run is never finished unpriced.
         cost_values: dict[str, Any] = {"cpu_seconds": cpu_seconds, "usage": format(cost, "f")}
         # Success only from ``running``: an abort accepted meanwhile wins over it.
-        done = self.ctx.runs.transition(
-            self.run_id,
-            status,
-            only_from=("running",) if status == "succeeded" else ("running", "aborting"),
-            err_msg=err_msg,
-            **cost_values,
+        done = self._settle(
+            lambda: self.ctx.runs.transition(
+                self.run_id,
+                status,
+                only_from=("running",) if status == "succeeded" else ("running", "aborting"),
+                err_msg=err_msg,
+                **cost_values,
+            )
         )
         if done is None and status == "succeeded":
-            done = self.ctx.runs.transition(
-                self.run_id, "failed", only_from=("aborting",), err_msg=ABORTED, **cost_values
+            done = self._settle(
+                lambda: self.ctx.runs.transition(
+                    self.run_id, "failed", only_from=("aborting",), err_msg=ABORTED, **cost_values
+                )
             )
         # Charged only by the transition that finished the run, so never twice. A crash
         # between the two commits loses the charge: the run's usage still records it.
         if done is not None and cost > 0:
             charge(db, done.user_id, cost)
+
+    def _settle(self, change: Callable[[], Run | None]) -> Run | None:
+        """``change()``, the run's end, tried again while the database cannot take it (a full
+        disk may get room back — another run's scratch files removed — and a lock held past
+        the statement retries may be let go): a run left ``running`` stays so until a restart.
+        """
+        for attempt in range(1, FINISH_ATTEMPTS + 1):
+            try:
+                return change()
+            except Exception as exc:
+                problem = as_storage_error(exc)
+                if problem is None or attempt == FINISH_ATTEMPTS:
+                    raise
+                log.warning(
+                    "run %d: its end could not be recorded (%s); trying again (attempt %d of %d)",
+                    self.run_id,
+                    problem,
+                    attempt + 1,
+                    FINISH_ATTEMPTS,
+                )
+                time.sleep(FINISH_RETRY_SECONDS * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _pump(
         self,
@@ -585,6 +675,7 @@ class RunProcess:
         reason: str | None = None
         last_flush = last_poll = time.monotonic()
         exited_at: float | None = None
+        killed_at: float | None = None
         try:
             while sel.get_map() or not _exited(proc.pid):
                 for key, _ in sel.select(timeout=FLUSH_SECONDS):
@@ -615,12 +706,21 @@ class RunProcess:
                         if status == "aborting":
                             reason = "abort"
                         elif status not in ACTIVE:
-                            kill_group(proc.pid)
+                            self._kill()
                             raise RunFenced(f"run {self.run_id} is {status}")
                     if reason is not None:
-                        kill_group(proc.pid)
+                        self._kill()
+                        killed_at = now
                 if exited_at is None and _exited(proc.pid):
                     exited_at = now
+                if (
+                    exited_at is None
+                    and killed_at is not None
+                    and now - killed_at > EXIT_GRACE_SECONDS
+                ):
+                    # bwrap outlived its killed worker: it goes too (its CPU time with it).
+                    self._kill(whole_group=True)
+                    killed_at = None
                 if exited_at is not None and now - exited_at > EXIT_GRACE_SECONDS:
                     # A left-behind grandchild holds the pipes open: the run is over anyway.
                     kill_group(proc.pid)

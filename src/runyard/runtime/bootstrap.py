@@ -86,7 +86,7 @@ def _limit_memory(megabytes: str | None) -> None:
 
 
 def _die_with_parent(parent: str | None) -> None:
-    """Be killed when the thread that started this process ends (Linux).
+    """Be killed when the thread that started this process ends (Linux), unsandboxed.
 
     A run's process leads a session of its own so that abort can kill its whole tree; that
     also takes it out of the executor's process group, so a ``kill -9`` of the executor (an
@@ -121,7 +121,10 @@ def main() -> None:
     if len(sys.argv) < 2:
         sys.stderr.write("usage: bootstrap.py main.py [args...]\n")
         sys.exit(2)
-    _die_with_parent(os.environ.get("RUNYARD_PARENT_PID"))
+    # Sandboxed, bwrap does it (execution/sandbox.py): there is no RUNYARD_PARENT_PID, and
+    # this process's parent is not even in its pid namespace.
+    if os.environ.get("RUNYARD_SANDBOX") != "bwrap":
+        _die_with_parent(os.environ.get("RUNYARD_PARENT_PID"))
     _limit_memory(os.environ.get("RUNYARD_MEMORY_MB"))
     worker_dir = os.getcwd()
     sys.path[:] = [entry for entry in sys.path if not _same_dir(entry, HERE)]

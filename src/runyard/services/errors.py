@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# Raised by storage when the database cannot take the work now (its disk full, or locked past
+# the retries): nothing was kept, and the same request may succeed later.
+from runyard.storage.database import StorageUnavailable as StorageUnavailable
+
 # Raised by storage for a text value no database may hold (NUL): a client's error like
 # ``InvalidInput``, whichever service the value went through.
 from runyard.storage.database import UnstorableText as UnstorableText

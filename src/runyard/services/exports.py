@@ -25,6 +25,7 @@ from runyard.services.errors import ExportFailed, InvalidInput, NotFound
 from runyard.services.links import LinkSigner
 from runyard.services.runs import FINISHED, Runs, new_slug
 from runyard.storage import Database, Export, FileStore, RowStore, Run, Worker
+from runyard.storage.database import StorageFull, as_storage_error
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +242,14 @@ class Exports:
                     )
                 size = tmp.stat().st_size
         except Exception as exc:
+            problem = as_storage_error(exc)
+            if isinstance(problem, StorageFull):
+                # Not the export's fault: it stays pending, its half file is gone, and the
+                # next download writes it again once there is room (429 until then).
+                log.error(
+                    "export %s (%s) could not be written: %s", export.slug, export.format, problem
+                )
+                raise problem from exc
             log.exception("export %s (%s) failed", export.slug, export.format)
             self._set(export_id, status="failed", error=str(exc)[:500])
             return
@@ -264,9 +273,13 @@ class Exports:
     def sweep(self, now: float | None = None) -> int:
         """Delete exports (file and record) whose every link has expired; returns how many.
 
-        Also removes temporary files that a crash left more than an hour ago.
+        Also removes the temporary files of exports whose writer is gone (a crash, ``kill -9``:
+        the server sweeps as it starts), and any left untouched for an hour.
         """
         now = time.time() if now is None else now
+        abandoned = self.files.sweep_abandoned()
+        if abandoned:
+            log.info("removed %d half-written export files left by a crash", abandoned)
         self.files.sweep_temporary(older_than=now - 3600)
         removed = 0
         with self.db.session() as s, s.begin():

@@ -1,31 +1,270 @@
-"""Engine creation and schema migrations: SQLite (embedded) or PostgreSQL (scale-out)."""
+"""Engine creation and schema migrations: SQLite (embedded) or PostgreSQL (scale-out).
+
+Also where the database's faults are met, once for every caller: a statement that finds the
+database locked (or is a deadlock's victim) is retried, bounded and logged; one that finds its
+disk full, or the lock held past the retries, leaves as ``StorageFull`` / ``StorageBusy`` —
+which the API answers 429 with Retry-After, and a run records as its ``err_msg``.
+"""
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
+import random
+import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import URL, Engine, create_engine, event, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.engine import ExceptionContext, ExecutionContext
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+log = logging.getLogger("runyard.storage")
+T = TypeVar("T")
+
+# --- when the database cannot take a write: full, or locked -----------------------------------
+
+#: How long one statement waits for a lock another connection holds: SQLite's busy_timeout
+#: (then the statement is retried, up to ``BUSY_ATTEMPTS`` in all) and PostgreSQL's
+#: lock_timeout (``BUSY_WAIT_SECONDS * BUSY_ATTEMPTS``: the wait is its own retry loop there).
+BUSY_WAIT_SECONDS = 5.0
+#: Attempts of a statement that found SQLite locked, or that PostgreSQL chose as a deadlock
+#: victim or failed for serialization; past them the caller gets ``StorageBusy``.
+BUSY_ATTEMPTS = 6
+#: Attempts of a whole transaction (``Database.retry``) that failed with ``StorageBusy``.
+TRANSACTION_ATTEMPTS = 3
+#: Disk space an embedded (SQLite) database keeps free from bulk writes (rows, log lines), so
+#: that run states, callbacks and API writes can still be recorded once those are refused;
+#: at most a sixteenth of the filesystem.
+KEEP_FREE_BYTES = 16 << 20
+#: Bytes of database file (and as much again of WAL) a byte of row text can take, B-tree
+#: pages and WAL frame headers included: a bound, not an estimate.
+_STORED_BYTES_PER_BYTE = 1.5
+
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL = 5, 6, 13
+#: serialization_failure, deadlock_detected, lock_not_available.
+_PG_BUSY = frozenset({"40001", "40P01", "55P03"})
+#: Retried in place: a lock wait past lock_timeout already took the whole budget.
+_PG_RETRIED = frozenset({"40001", "40P01"})
+_PG_FULL = frozenset({"53100"})  # disk_full
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class StorageUnavailable(Exception):
+    """The database could not take the work now; the failed transaction kept nothing.
+
+    ``message`` is safe to show to any client. ``str()`` — ``kind: detail`` — tells the
+    operator and a run's owner (its ``err_msg``) more. ``retry_after`` is a sensible wait in
+    seconds.
+    """
+
+    kind = "storage unavailable"
+    message = "the server's storage cannot take this now"
+    retry_after = 5
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"{self.kind}: {detail}")
+        self.detail = detail
+
+
+class StorageFull(StorageUnavailable):
+    """The database's disk is full, or (SQLite) too full to take a batch of rows safely."""
+
+    kind = "disk full"
+    message = "the server's storage is full; try again later"
+    retry_after = 60
+
+
+class StorageBusy(StorageUnavailable):
+    """The database stayed locked, or kept failing transactions, past the retry budget."""
+
+    kind = "database busy"
+    message = "the database is busy; try again shortly"
+    retry_after = 5
+
+
+def _causes(exc: BaseException) -> Iterable[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        if isinstance(current, DBAPIError) and current.orig is not None:
+            yield current.orig
+        # Explicit causes only (``raise ... from``, as SQLAlchemy wraps driver errors): an
+        # unrelated error raised while one was being handled is not that one.
+        current = current.__cause__
+
+
+def storage_problem(exc: BaseException) -> type[StorageUnavailable] | None:
+    """``StorageFull`` or ``StorageBusy`` if ``exc`` (or what caused it) means the database
+    or its disk could not take the work now, whatever layer raised it; else None."""
+    for cause in _causes(exc):
+        if isinstance(cause, StorageUnavailable):
+            return type(cause)
+        code = getattr(cause, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            if code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
+                return StorageBusy
+            if code & 0xFF == _SQLITE_FULL:
+                return StorageFull
+        sqlstate = getattr(cause, "sqlstate", None)
+        if sqlstate in _PG_BUSY:
+            return StorageBusy
+        if sqlstate in _PG_FULL:
+            return StorageFull
+        if _full_errno(cause) is not None:
+            return StorageFull
+    return None
+
+
+def _full_errno(exc: BaseException) -> int | None:
+    """ENOSPC or EDQUOT if ``exc`` is an OS error saying so — or ``shutil.Error``, which
+    gathers the errors of a whole copy as text."""
+    if isinstance(exc, shutil.Error):
+        entries = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+        texts = [str(entry[-1]) for entry in entries if isinstance(entry, tuple) and entry]
+        for number in _FULL_ERRNOS:
+            if any(f"[Errno {number}]" in text for text in texts):
+                return number
+        return None
+    if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+        return exc.errno
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    for cause in _causes(exc):
+        number = _full_errno(cause)
+        if number is not None:  # the words alone: the file's path is the server's business
+            return os.strerror(number)
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0][:300]
+
+
+def as_storage_error(exc: BaseException) -> StorageUnavailable | None:
+    """``exc`` as the ``StorageUnavailable`` it amounts to, or None if it is none."""
+    if isinstance(exc, StorageUnavailable):
+        return exc
+    kind = storage_problem(exc)
+    return None if kind is None else kind(_first_line(exc))
+
+
+def _translate(context: ExceptionContext) -> BaseException | None:
+    """SQLAlchemy's ``handle_error``: a full disk or a lock held past the retries leaves the
+    engine as ``StorageFull`` / ``StorageBusy``, which the API answers clearly (not a 500)."""
+    if context.is_disconnect:
+        return None
+    return as_storage_error(context.original_exception)
+
+
+def _in_transaction(dbapi_conn: Any) -> bool:
+    status = getattr(getattr(dbapi_conn, "info", None), "transaction_status", None)
+    if status is not None:  # psycopg: 0 is IDLE, outside a transaction
+        return int(status) != 0
+    return bool(dbapi_conn.in_transaction)
+
+
+def _retry(
+    failure: Exception, fresh: bool, dbapi_conn: Any, attempts: int, run: Callable[[], object]
+) -> None:
+    """After a statement failed with ``failure``: if it opened its transaction (``fresh``:
+    nothing before it to lose) and found the database locked (SQLite, after busy_timeout), or
+    was a deadlock victim or a serialization failure (PostgreSQL), roll back and run it again,
+    up to ``attempts`` runs in all, logging each retry. Any other failure, or the one past the
+    budget, is raised."""
+    for attempt in range(2, attempts + 1):
+        sqlstate = getattr(failure, "sqlstate", None)
+        busy = storage_problem(failure) is StorageBusy
+        if not (fresh and busy and (sqlstate is None or sqlstate in _PG_RETRIED)):
+            break
+        log.warning(
+            "database busy (%s): trying the statement again (attempt %d of %d)",
+            _first_line(failure),
+            attempt,
+            attempts,
+        )
+        dbapi_conn.rollback()
+        # SQLite's busy_timeout has waited already; a deadlock's victim must not meet its
+        # peer again at once.
+        time.sleep(random.uniform(0.05, 0.2) * (attempt - 1))
+        try:
+            run()
+            return
+        except Exception as exc:
+            failure = exc
+    raise failure
+
+
+def _listen_for_busy(engine: Engine, attempts: int) -> None:
+    """Every statement the engine runs goes through ``_retry`` when it fails (and costs a
+    look at the connection's transaction state when it does not)."""
+    dialect = engine.dialect
+
+    def execute(cursor: Any, statement: str, parameters: Any, context: ExecutionContext) -> bool:
+        conn = cursor.connection
+        fresh = not _in_transaction(conn)
+        try:
+            dialect.do_execute(cursor, statement, parameters, context)
+        except Exception as exc:
+            again = partial(dialect.do_execute, cursor, statement, parameters, context)
+            _retry(exc, fresh, conn, attempts, again)
+        return True
+
+    def executemany(
+        cursor: Any, statement: str, parameters: Any, context: ExecutionContext
+    ) -> bool:
+        conn = cursor.connection
+        fresh = not _in_transaction(conn)
+        try:
+            dialect.do_executemany(cursor, statement, parameters, context)
+        except Exception as exc:
+            again = partial(dialect.do_executemany, cursor, statement, parameters, context)
+            _retry(exc, fresh, conn, attempts, again)
+        return True
+
+    def execute_no_params(cursor: Any, statement: str, context: ExecutionContext) -> bool:
+        conn = cursor.connection
+        fresh = not _in_transaction(conn)
+        try:
+            dialect.do_execute_no_params(cursor, statement, context)
+        except Exception as exc:
+            again = partial(dialect.do_execute_no_params, cursor, statement, context)
+            _retry(exc, fresh, conn, attempts, again)
+        return True
+
+    event.listen(engine, "do_execute", execute)
+    event.listen(engine, "do_executemany", executemany)
+    event.listen(engine, "do_execute_no_params", execute_no_params)
+    event.listen(engine, "handle_error", _translate)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets readers page results while an ingest or import commits; NORMAL is durable in WAL
     # mode up to the last checkpoint-safe commit, and busy_timeout turns lock contention into a
-    # short wait instead of an error.
+    # short wait instead of an error (then ``_retrying`` tries again, and says so in the log).
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(BUSY_WAIT_SECONDS * 1000)}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _postgres_lock_timeout(dbapi_conn: Any, _record: Any) -> None:
+    # A lock held past this (a stuck session, a long LOCK TABLE) fails the statement with
+    # lock_not_available instead of holding a request's thread for as long as it lasts.
+    dbapi_conn.autocommit = True
+    dbapi_conn.execute(f"SET lock_timeout = {int(BUSY_WAIT_SECONDS * BUSY_ATTEMPTS * 1000)}")
+    dbapi_conn.autocommit = False
 
 
 def _postgres_json_as_text(dbapi_conn: Any, _record: Any) -> None:
@@ -121,6 +360,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "before_cursor_execute", _refuse_nul)
+        _listen_for_busy(engine, BUSY_ATTEMPTS)
         return engine
     if parsed.get_backend_name() != "postgresql":
         raise ValueError(
@@ -138,9 +378,11 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         connect_args=timeouts,
     )
     event.listen(engine, "connect", _postgres_json_as_text)
+    event.listen(engine, "connect", _postgres_lock_timeout)
     event.listen(engine.pool, "checkout", _ping_if_idle)
     event.listen(engine.pool, "checkin", _mark_used)
     event.listen(engine, "before_cursor_execute", _refuse_nul)
+    _listen_for_busy(engine, BUSY_ATTEMPTS)
     return engine
 
 
@@ -153,6 +395,8 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
+            # Another server may migrate for longer than any request should wait.
+            conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7243001)")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
@@ -163,10 +407,82 @@ class Database:
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         parsed = database_url(url)
+        #: The SQLite file, whose disk ``check_room`` watches (None: PostgreSQL or in memory).
+        self.path: Path | None = None
         if parsed.get_backend_name() == "sqlite" and parsed.database:
+            if parsed.database != ":memory:":
+                self.path = Path(parsed.database)
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(url, pool_size=pool_size)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def check_room(self, nbytes: int) -> None:
+        """``StorageFull`` unless the embedded database's disk can take a bulk write of about
+        ``nbytes`` of text and still keep ``KEEP_FREE_BYTES`` free.
+
+        The batch lands in the WAL, and the checkpoint after a commit copies it into the
+        database file — which then grows, or fails trying, taking the last free bytes with it.
+        So the batch counts twice, and so does what the database file must still grow by for
+        pages the WAL holds already. Refusing a batch before it is written keeps room to
+        record that the run failed, and for everything else. A no-op on PostgreSQL, whose
+        disk is its server's: a full one fails the statement (53100), which leaves as
+        ``StorageFull`` too.
+        """
+        if self.path is None:
+            return
+        try:
+            fs = os.statvfs(self.path.parent)
+            on_disk = os.stat(self.path).st_size
+        except OSError:
+            return  # cannot tell: the write itself will say
+        try:
+            wal = os.stat(f"{self.path}-wal").st_size
+        except OSError:
+            wal = 0
+        free = fs.f_bavail * fs.f_frsize
+        keep = min(KEEP_FREE_BYTES, fs.f_blocks * fs.f_frsize // 16)
+        batch = int(2 * nbytes * _STORED_BYTES_PER_BYTE) + keep
+        if free >= batch + wal:  # the WAL bounds what the file must grow by: the usual case
+            return
+        conn = self.engine.raw_connection()  # the ORM's checkout costs 8 times the reads
+        try:
+            cur = conn.cursor()
+            pages = cur.execute("PRAGMA page_count").fetchone()[0]
+            page_size = cur.execute("PRAGMA page_size").fetchone()[0]
+            cur.close()
+        finally:
+            conn.close()
+        needed = batch + max(0, pages * page_size - on_disk)
+        if free < needed:
+            raise StorageFull(
+                f"{free / 1e6:.1f} MB free on the database's disk, where storing more needs "
+                f"{(needed - keep) / 1e6:.1f} MB and {keep / 1e6:.1f} MB is kept free for "
+                "run states and the API"
+            )
+
+    def retry(self, work: Callable[[], T], what: str, attempts: int = TRANSACTION_ATTEMPTS) -> T:
+        """``work()`` — one whole transaction — run again if it failed with the database busy
+        (a lock held past the statement retries, a deadlock in its middle), up to ``attempts``
+        times, logging each retry. Other failures, and one past the budget (as
+        ``StorageBusy``), are raised."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return work()
+            except Exception as exc:
+                problem = as_storage_error(exc)
+                if not isinstance(problem, StorageBusy):
+                    raise
+                if attempt == attempts:
+                    raise problem from exc
+                log.warning(
+                    "%s: %s; trying the transaction again (attempt %d of %d)",
+                    what,
+                    problem,
+                    attempt + 1,
+                    attempts,
+                )
+                time.sleep(random.uniform(0.5, 1.0) * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @property
     def dialect(self) -> str:

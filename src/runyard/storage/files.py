@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import uuid
 from collections.abc import Iterator
@@ -24,10 +25,18 @@ class FileStore(Protocol):
     def sweep_temporary(self, older_than: float) -> int:
         """Remove temporary files a crashed writer left, untouched since ``older_than``."""
 
+    def sweep_abandoned(self) -> int:
+        """Remove temporary files whose writer is gone, however recent (after a restart)."""
+
 
 class LocalFileStore:
     """Files in one directory. A file appears under its name only once complete (written to a
-    temporary name, fsynced, then renamed), so a crash never leaves a half file to be served."""
+    temporary name, fsynced, then renamed), so a crash never leaves a half file to be served.
+
+    A temporary file is held with an exclusive ``flock`` while it is written, so one no process
+    holds is known to be abandoned (its writer crashed or was killed) and can go at once, even
+    in a directory several servers share (NFS passes such locks on).
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -45,14 +54,33 @@ class LocalFileStore:
     @contextmanager
     def writing(self, name: str) -> Iterator[Path]:
         target = self._target(name)
-        tmp = target.with_name(f".{name}.{uuid.uuid4().hex}.tmp")
+        tmp, held = self._temporary(target)
         try:
             yield tmp
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, target)
+            # The rename itself must be on disk before anything says the file is there.
+            directory = os.open(self.root, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
         finally:
             tmp.unlink(missing_ok=True)
+            os.close(held)
+
+    @staticmethod
+    def _temporary(target: Path) -> tuple[Path, int]:
+        """A new temporary path beside ``target``, and a descriptor holding its lock."""
+        while True:
+            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink:
+                return tmp, fd
+            # A sweep took it for abandoned between the open and the lock: another name.
+            os.close(fd)
 
     def delete(self, name: str) -> None:
         self._target(name).unlink(missing_ok=True)
@@ -66,4 +94,24 @@ class LocalFileStore:
                     removed += 1
             except FileNotFoundError:  # finished or swept by someone else meanwhile
                 pass
+        return removed
+
+    def sweep_abandoned(self) -> int:
+        removed = 0
+        for tmp in self.root.glob(".*.tmp"):
+            try:
+                fd = os.open(tmp, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)  # being written
+                continue
+            try:
+                # Unlinked while locked: a writer that locks it after us sees it gone.
+                tmp.unlink(missing_ok=True)
+                removed += 1
+            finally:
+                os.close(fd)
         return removed

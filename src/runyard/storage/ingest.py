@@ -118,23 +118,32 @@ class RowIngestor:
         self._columns_changed = True
 
     def flush(self) -> None:
+        """Commit what is queued. ``StorageFull`` when the disk cannot take it (nothing is
+        written, the rows stay queued); a database busy past its retries is retried whole,
+        then raised as ``StorageBusy``."""
         if not (self._pending or self._replaced or self._columns_changed):
             return
         values: dict[str, Any] = {"results": self.count + len(self._pending)}
         if self._columns_changed:
             values["columns"] = orjson.dumps(self._columns).decode()
-        with self.db.engine.begin() as conn:
-            # First, even with no new rows: a fenced store (execution.process.FencedRows)
-            # checks there that the run is still active before anything is written.
-            self.rows.append(conn, self.run_id, self.count, self._pending)
-            self.rows.replace(conn, self.run_id, self._replaced)
-            conn.execute(update(Run).where(Run.id == self.run_id).values(**values))
+        # Characters, not bytes: check_room's margin covers the difference.
+        size = sum(map(len, self._pending)) + sum(map(len, self._replaced.values()))
+        self.db.check_room(size + len(values.get("columns", "")))
+        self.db.retry(lambda: self._commit(values), f"storing rows of run {self.run_id}")
         self.count += len(self._pending)
         self._pending = []
         self._replaced = {}
         self._columns_changed = False
         if self.on_commit is not None:
             self.on_commit(self.count)
+
+    def _commit(self, values: dict[str, Any]) -> None:
+        with self.db.engine.begin() as conn:
+            # First, even with no new rows: a fenced store (execution.process.FencedRows)
+            # checks there that the run is still active before anything is written.
+            self.rows.append(conn, self.run_id, self.count, self._pending)
+            self.rows.replace(conn, self.run_id, self._replaced)
+            conn.execute(update(Run).where(Run.id == self.run_id).values(**values))
 
 
 def _marker(value: Any) -> bytes:

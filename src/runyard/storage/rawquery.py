@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from runyard.storage.database import refuse_nul
+from runyard.storage.database import as_storage_error, refuse_nul
 
 
 class RawQuery:
@@ -42,6 +42,12 @@ class RawQuery:
             try:
                 cur.execute(self.sql, args)
                 return list(cur.fetchall())
+            except Exception as exc:
+                # As the engine's own statements leave (no SQLAlchemy event sees this cursor).
+                problem = as_storage_error(exc)
+                if problem is None:
+                    raise
+                raise problem from exc
             finally:
                 cur.close()
         finally:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select
 
-from runyard.storage.database import Database
+from runyard.storage.database import Database, StorageFull
 from runyard.storage.models import run_logs
 
 DEBUG, INFO, WARN, ERROR = 1, 2, 3, 4
@@ -127,29 +127,59 @@ class LogWriter:
             )
 
     def flush(self) -> None:
+        """Commit the buffered lines. ``StorageFull`` when the disk is too full for them
+        (they stay buffered); a database busy past its retries is retried whole first."""
         with self._lock:
             if not self._pending:
                 return
-            with self.db.engine.begin() as conn:
-                conn.execute(insert(run_logs), self._pending)
+            self.db.check_room(sum(len(str(line["content"])) + 64 for line in self._pending))
+            self._insert(self._pending)
             # Dropped only once committed: a failed write is retried by the next flush.
             self._next += len(self._pending)
             self._pending = []
 
+    def _insert(self, lines: list[dict[str, object]]) -> None:
+        def commit() -> None:
+            with self.db.engine.begin() as conn:
+                conn.execute(insert(run_logs), lines)
+
+        self.db.retry(commit, f"storing log lines of run {self.run_id}")
+
     def close(self) -> None:
-        """Flush, and say how many lines the cap dropped (that line is always kept)."""
-        self.flush()
+        """Flush, and say how many lines the cap dropped (that line is always kept).
+
+        On a disk too full for the buffered lines, only the newest — the run's last word,
+        such as why it failed — is written, into the room kept free for such records, and a
+        line says how many others were lost.
+        """
+        notes: list[str] = []
+        try:
+            self.flush()
+        except StorageFull:
+            with self._lock:
+                lost, self._pending = self._pending[:-1], self._pending[-1:]
+            if lost:
+                notes.append(f"{len(lost)} log lines were lost: the disk was full")
+            with self._lock:
+                self._insert([{**self._pending[0], "seq": self._next}])
+                self._next += 1
+                self._pending = []
         if self.dropped:
-            with self._lock, self.db.engine.begin() as conn:
-                conn.execute(
-                    insert(run_logs),
-                    {
-                        "run_id": self.run_id,
-                        "seq": self._next,
-                        "level": WARN,
-                        "ts_ms": _now_ms(),
-                        "content": f"log limit of {self.max_lines} lines reached: "
-                        f"{self.dropped} later lines were dropped",
-                    },
+            notes.append(
+                f"log limit of {self.max_lines} lines reached: "
+                f"{self.dropped} later lines were dropped"
+            )
+        for note in notes:
+            with self._lock:
+                self._insert(
+                    [
+                        {
+                            "run_id": self.run_id,
+                            "seq": self._next,
+                            "level": WARN,
+                            "ts_ms": _now_ms(),
+                            "content": note,
+                        }
+                    ]
                 )
                 self._next += 1

@@ -17,7 +17,7 @@ router = APIRouter(tags=["account"])
     "/users/account",
     summary="Get your account balance",
     response_class=JSONBytes,
-    responses=responses(Account, 401),
+    responses=responses(Account),
 )
 def get_account(request: Request, user_id: Annotated[int, Depends(caller)]) -> JSONBytes:
     return ok(request, services(request).accounts.balance(user_id))

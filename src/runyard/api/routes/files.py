@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
 from runyard.api.auth import services
-from runyard.api.schemas import ErrorEnvelope
+from runyard.api.schemas import REQUEST_ID_HEADER, ErrorEnvelope, responses
 from runyard.services import NotFound
 from runyard.services.links import FILES_PATH
 from runyard.services.runlog import LINK_PREFIX as LOG_LINK_PREFIX
@@ -22,9 +24,14 @@ PATH = FILES_PATH.removeprefix("/api/v2") + "/{name}/{filename}"
     summary="Download an export file or a run log",
     response_class=FileResponse,
     responses={
+        **responses(None, public=True),
         200: {"description": "The file, as an attachment; supports byte ranges."},
         206: {"description": "Partial content for a `Range` request."},
-        404: {"model": ErrorEnvelope, "description": "Tampered, expired or unknown (11004)"},
+        404: {
+            "model": ErrorEnvelope,
+            "description": "Tampered, expired or unknown link (11004)",
+            "headers": REQUEST_ID_HEADER,
+        },
     },
 )
 def download(
@@ -38,12 +45,24 @@ def download(
         text = svc.logs.download(name, filename, int(expires), signature)
         return StreamingResponse(text, media_type="text/plain; charset=utf-8")
     file = svc.exports.resolve(name, filename, int(expires), signature)
+    if not _inside(file.path, svc.settings.files_dir):
+        raise NotFound("download link is invalid or has expired")
     return FileResponse(
         file.path,
         media_type=file.media_type,
         filename=file.filename,
         content_disposition_type="attachment",
     )
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` is a plain file of ``root`` itself. A symlink is never served, even
+    one into ``root``: anything able to write there (a worker running as the server's user)
+    could otherwise turn a download link into a read of any file the server can read."""
+    try:
+        return not path.is_symlink() and path.is_file() and path.resolve().parent == root.resolve()
+    except OSError:
+        return False
 
 
 # HEAD answers like GET without the body; one documented operation is enough.

@@ -18,7 +18,7 @@ router = APIRouter(tags=["proxies"])
     "/proxy/region",
     summary="List proxy regions (public)",
     response_class=JSONBytes,
-    responses=responses(ProxyRegionList),
+    responses=responses(ProxyRegionList, public=True),
 )
 def list_regions(
     request: Request,

@@ -40,12 +40,12 @@ UserId = Annotated[int, Depends(caller)]
 
 PAGE = {
     "response_class": JSONBytes,
-    "responses": responses(ResultPage, 401, 404, 422),
+    "responses": responses(ResultPage),
     "tags": ["results"],
 }
 EXPORT = {
     "response_class": JSONBytes,
-    "responses": responses(ExportLink, 401, 404, 422),
+    "responses": responses(ExportLink),
     "tags": ["results"],
 }
 

@@ -11,6 +11,7 @@ import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from runyard.api.auth import caller, services
 from runyard.api.envelope import JSONBytes, ok
@@ -23,6 +24,7 @@ from runyard.api.schemas import (
     RunRecord,
     RunStarted,
     SyncRun,
+    link,
     responses,
 )
 from runyard.services.runs import LAST
@@ -35,8 +37,13 @@ SYNC_POLL_SECONDS = 0.25
 MAX_TIME = 10**12
 
 
+#: Request bodies: unknown fields refused (spec §1), and no coercion — ``false`` or ``"5"``
+#: where the schema says integer is a 422, not a silent 0 or 5.
+STRICT_BODY = ConfigDict(extra="forbid", strict=True)
+
+
 class RunWindow(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     callback_url: str | None = Field(None, description="POSTed after each status change (§5)")
     is_async: bool = Field(True, description="false: wait for the run (capped, default 300 s)")
@@ -44,7 +51,18 @@ class RunWindow(BaseModel):
     offset: int = Field(0, ge=0, description="Result window of a synchronous reply")
 
 
+#: A worker input as the README shows it, for the examples of /openapi.json.
+INPUT_EXAMPLE: JsonDict = {
+    "parameters": {"custom": {"count": 5000}, "system": {"execute_limit_time_seconds": 600}}
+}
+
+
 class StartRun(RunWindow):
+    model_config = ConfigDict(
+        **STRICT_BODY,
+        json_schema_extra={"examples": [{"input": INPUT_EXAMPLE, "version": "latest"}]},
+    )
+
     input: dict[str, Any] = Field(
         default_factory=dict,
         description='{"parameters": {"custom": {...worker fields...}, "system": {...}}}',
@@ -52,8 +70,25 @@ class StartRun(RunWindow):
     version: str | None = Field(None, description="A registered version, or `latest`")
 
 
-#: The replies of every route that starts a run (start, rerun, run a task).
-STARTED_RESPONSES = responses(RunStarted | SyncRun, 400, 401, 402, 404, 422, 429)  # type: ignore[arg-type]
+_NEW_RUN = {"runId": "$response.body#/data/run_slug"}
+#: The replies of every route that starts a run (start, rerun, run a task), linked to what
+#: can be done with the new run.
+STARTED_RESPONSES = responses(
+    RunStarted | SyncRun,  # type: ignore[arg-type]
+    starts_runs=True,
+    links={
+        "GetRun": link("/worker-runs/{runId}", "GET", "The new run's record", **_NEW_RUN),
+        "ListRunResults": link(
+            "/worker-runs/{runId}/result", "GET", "The new run's rows", **_NEW_RUN
+        ),
+        "ExportRunResults": link(
+            "/worker-runs/{runId}/result/export", "GET", "Export the new run's rows", **_NEW_RUN
+        ),
+        "GetRunLog": link("/worker-runs/{runId}/log", "GET", "The new run's log", **_NEW_RUN),
+        "AbortRun": link("/worker-runs/{runId}/abort", "POST", "Abort the new run", **_NEW_RUN),
+        "RerunRun": link("/worker-runs/{runId}/rerun", "POST", "Run it again", **_NEW_RUN),
+    },
+)
 
 
 async def start_and_reply(
@@ -111,7 +146,7 @@ async def start_run(
     "/worker-runs",
     summary="List worker runs",
     response_class=JSONBytes,
-    responses=responses(RunList, 401, 422),
+    responses=responses(RunList),
 )
 def list_runs(
     request: Request,
@@ -177,7 +212,7 @@ def _three(suffix: str, method: str, handler: Handler, summary: str, model: type
     def by_worker(request: Request, workerId: WorkerId, user_id: UserId) -> JSONBytes:
         return handler(request, user_id, LAST, workerId)
 
-    statuses = (401, 404, 409) if method == "POST" else (401, 404)
+    statuses = (409,) if method == "POST" else ()
     for path, endpoint, what in (
         (RUN_PATHS[0], by_run, summary),
         (RUN_PATHS[1], by_worker, f"{summary} (your newest run of a worker)"),

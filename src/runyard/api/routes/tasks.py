@@ -11,13 +11,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from runyard.api.auth import caller, services
 from runyard.api.envelope import JSONBytes, ok
 from runyard.api.paging import PageWindow, paged
-from runyard.api.routes.runs import STARTED_RESPONSES, RunWindow, start_and_reply
+from runyard.api.routes.runs import (
+    INPUT_EXAMPLE,
+    STARTED_RESPONSES,
+    STRICT_BODY,
+    RunWindow,
+    start_and_reply,
+)
 from runyard.api.schemas import (
     Empty,
     TaskCreated,
     TaskInput,
     TaskList,
     TaskRecord,
+    link,
     responses,
 )
 
@@ -27,7 +34,7 @@ TaskId = Annotated[str, Path(description="The task slug returned by create.")]
 
 
 class _TaskFields(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     description: str | None = None
     schedule_enabled: int | None = Field(None, description="0 or 1")
@@ -45,6 +52,23 @@ class TaskChange(_TaskFields):
 
 
 class TaskCreate(_TaskFields):
+    model_config = ConfigDict(
+        **STRICT_BODY,
+        json_schema_extra={
+            "examples": [
+                {
+                    "worker_id": "sample-data",
+                    "title": "Weekly sample",
+                    "input": INPUT_EXAMPLE,
+                    "schedule_enabled": 1,
+                    "schedule_type": 2,
+                    "schedule_weekday": 1,
+                    "schedule_time": "06:30",
+                }
+            ]
+        },
+    )
+
     worker_id: str = Field(description="The worker's slug or path owner~name")
     title: str
     input: dict[str, Any] = Field(description='{"parameters": {"custom": {...}, "system": {...}}}')
@@ -52,17 +76,33 @@ class TaskCreate(_TaskFields):
 
 
 class TaskInputChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        **STRICT_BODY,
+        json_schema_extra={"examples": [{"input": INPUT_EXAMPLE, "version": "latest"}]},
+    )
 
     input: dict[str, Any]
     version: str | None = Field(None, description="Default: the task's version as it is")
+
+
+_NEW_TASK = {"workerTaskId": "$response.body#/data/slug"}
+TASK_PATH = "/worker-tasks/{workerTaskId}"
+#: What can be done with a task just created.
+TASK_LINKS = {
+    "GetTask": link(TASK_PATH, "GET", "The new task", **_NEW_TASK),
+    "UpdateTask": link(TASK_PATH, "PUT", "Change the new task", **_NEW_TASK),
+    "DeleteTask": link(TASK_PATH, "DELETE", "Delete the new task", **_NEW_TASK),
+    "GetTaskInput": link(TASK_PATH + "/input", "GET", "The new task's input", **_NEW_TASK),
+    "UpdateTaskInput": link(TASK_PATH + "/input", "PUT", "Change its input", **_NEW_TASK),
+    "RunTask": link(TASK_PATH + "/runs", "POST", "Run the new task", **_NEW_TASK),
+}
 
 
 @router.post(
     "/worker-tasks",
     summary="Create a worker task",
     response_class=JSONBytes,
-    responses=responses(TaskCreated, 401, 404, 422),
+    responses=responses(TaskCreated, 400, links=TASK_LINKS),
 )
 def create_task(request: Request, user_id: UserId, body: TaskCreate) -> JSONBytes:
     fields = body.model_dump(exclude_unset=True)
@@ -82,7 +122,7 @@ def create_task(request: Request, user_id: UserId, body: TaskCreate) -> JSONByte
     "/worker-tasks",
     summary="List worker tasks",
     response_class=JSONBytes,
-    responses=responses(TaskList, 401, 422),
+    responses=responses(TaskList),
 )
 def list_tasks(
     request: Request,
@@ -101,7 +141,7 @@ def list_tasks(
     "/worker-tasks/{workerTaskId}",
     summary="Get worker task",
     response_class=JSONBytes,
-    responses=responses(TaskRecord, 401, 404),
+    responses=responses(TaskRecord),
 )
 def get_task(request: Request, workerTaskId: TaskId, user_id: UserId) -> JSONBytes:
     return ok(request, asdict(services(request).tasks.get(user_id, workerTaskId)))
@@ -111,7 +151,7 @@ def get_task(request: Request, workerTaskId: TaskId, user_id: UserId) -> JSONByt
     "/worker-tasks/{workerTaskId}",
     summary="Update worker task",
     response_class=JSONBytes,
-    responses=responses(Empty, 401, 404, 422),
+    responses=responses(Empty, 400),
 )
 def update_task(
     request: Request, workerTaskId: TaskId, user_id: UserId, body: TaskChange
@@ -124,7 +164,7 @@ def update_task(
     "/worker-tasks/{workerTaskId}",
     summary="Delete worker task",
     response_class=JSONBytes,
-    responses=responses(Empty, 401, 404),
+    responses=responses(Empty),
 )
 def delete_task(request: Request, workerTaskId: TaskId, user_id: UserId) -> JSONBytes:
     services(request).tasks.delete(user_id, workerTaskId)
@@ -135,7 +175,7 @@ def delete_task(request: Request, workerTaskId: TaskId, user_id: UserId) -> JSON
     "/worker-tasks/{workerTaskId}/input",
     summary="Get worker task input",
     response_class=JSONBytes,
-    responses=responses(TaskInput, 401, 404),
+    responses=responses(TaskInput),
 )
 def get_task_input(request: Request, workerTaskId: TaskId, user_id: UserId) -> JSONBytes:
     return ok(request, services(request).tasks.get_input(user_id, workerTaskId))
@@ -145,7 +185,7 @@ def get_task_input(request: Request, workerTaskId: TaskId, user_id: UserId) -> J
     "/worker-tasks/{workerTaskId}/input",
     summary="Update worker task input",
     response_class=JSONBytes,
-    responses=responses(Empty, 401, 404, 422),
+    responses=responses(Empty, 400),
 )
 def update_task_input(
     request: Request, workerTaskId: TaskId, user_id: UserId, body: TaskInputChange

@@ -21,7 +21,7 @@ UserId = Annotated[int, Depends(caller)]
     "/workers",
     summary="List your workers",
     response_class=JSONBytes,
-    responses=responses(WorkerList, 401, 422),
+    responses=responses(WorkerList),
 )
 def list_workers(
     request: Request,
@@ -39,7 +39,7 @@ def list_workers(
     "/store",
     summary="List published workers (public)",
     response_class=JSONBytes,
-    responses=responses(WorkerList, 422),
+    responses=responses(WorkerList, public=True),
 )
 def list_store(
     request: Request,
@@ -56,7 +56,7 @@ def list_store(
     "/workers/{workerId}",
     summary="Get worker",
     response_class=JSONBytes,
-    responses=responses(WorkerDetail, 401, 404),
+    responses=responses(WorkerDetail),
 )
 def get_worker(request: Request, workerId: WorkerId, user_id: UserId) -> JSONBytes:
     return ok(request, services(request).workers.detail(user_id, workerId))
@@ -66,7 +66,7 @@ def get_worker(request: Request, workerId: WorkerId, user_id: UserId) -> JSONByt
     "/workers/{workerId}/input-schema",
     summary="Get worker input schema (public)",
     response_class=JSONBytes,
-    responses=responses(InputSchema, 404),
+    responses=responses(InputSchema),
 )
 def get_input_schema(
     request: Request,
@@ -81,7 +81,7 @@ def get_input_schema(
     "/workers/{workerId}/versions",
     summary="Upload a new worker version (ZIP)",
     response_class=JSONBytes,
-    responses=responses(VersionRegistered, 401, 404, 422),
+    responses=responses(VersionRegistered, 400),
 )
 async def upload_version(
     request: Request,
