@@ -19,14 +19,14 @@ import pytest
 import uvicorn
 from sqlalchemy import make_url
 
-from runyard.api import create_app
+from runyard.api import create_app, serving
 from runyard.services import Services
 from runyard.services.packages import load_package
 from runyard.settings import Settings
 
 _names = itertools.count()
 # Servers under test, in this process or spawned by it, do not rate-limit: a test that wants
-# a limit passes ``rate_limit`` (tests/test_limits.py).
+# a limit passes ``rate_limit`` (tests/test_limits.py). Set once here, for every test.
 os.environ.setdefault("RUNYARD_RATE_LIMIT", "0")
 
 #: A PostgreSQL server for the second pass of the suites marked ``both_databases``, e.g.
@@ -167,8 +167,10 @@ class Server:
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            create_app(self.services), log_level="warning", lifespan="on", access_log=False
+        # ``runyard serve``'s own configuration (its protocol, deadlines and limits), so the
+        # suite runs through what is deployed.
+        config = serving.config(
+            create_app(self.services), settings, log_level="warning", lifespan="on"
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]})

@@ -33,12 +33,6 @@ PROPERTIES = [{"name": "query", "title": "Query", "type": "string", "editor": "i
 ROWS = [{"title": "secret row", "price": 1}, {"title": "another", "price": 2}]
 
 
-def quiet_settings() -> dict[str, Any]:
-    """Settings for servers these tests hammer: no rate limit, or the many requests of one
-    test would be refused with 429 before reaching what they test."""
-    return {"rate_limit": 0}
-
-
 def worker_zip(main: str = QUICK) -> bytes:
     """A worker package as the upload route takes it."""
     buffer = io.BytesIO()

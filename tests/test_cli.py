@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from typer.testing import CliRunner
 from runyard.cli import app
 from runyard.services import Services
 from runyard.settings import Settings
+from tests.served import free_port
 
 runner = CliRunner()
 
@@ -175,14 +175,8 @@ def test_data_dir_from_environment(tmp_path: Path) -> None:
     assert (d / "runyard.db").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_first_start_prints_a_working_key_and_never_logs_tokens(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from runyard.services.packages import load_package
 from runyard.settings import Settings
 from runyard.storage import Run
 from tests.conftest import process_alive
+from tests.result_helpers import read_all
+from tests.served import SERVE, Served, free_port
 
 WORKER = """
 import time
@@ -32,35 +33,6 @@ while True:
     n += 100
     time.sleep(0.01)
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-SERVE = [sys.executable, "-m", "runyard", "serve"]
-
-
-def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [*SERVE, "--data-dir", str(data_dir), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        # The tests read whole runs page by page, faster than a client is let by default.
-        env={**os.environ, "RUNYARD_RATE_LIMIT": "0"},
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/api/v2/worker-runs", timeout=1)
-            return proc
-        except httpx.TransportError:
-            assert proc.poll() is None, "runyard serve exited"
-            assert time.monotonic() < deadline, "runyard serve did not start"
-            time.sleep(0.1)
 
 
 def _install(tmp_path: Path, main: str) -> tuple[Path, str]:
@@ -80,25 +52,12 @@ def _install(tmp_path: Path, main: str) -> tuple[Path, str]:
     return data_dir, key
 
 
-def _all_rows(base: str, headers: dict[str, str], run: str, count: int) -> list[Any]:
-    rows: list[Any] = []
-    for offset in range(0, count, 100):
-        page = httpx.get(
-            f"{base}/worker-runs/{run}/result",
-            headers=headers,
-            params={"offset": offset, "limit": 100},
-        ).json()["data"]
-        assert page["count"] == count
-        rows += page["list"]
-    return rows
-
-
 def test_kill_9_mid_run_keeps_committed_rows_and_fails_the_run(tmp_path: Path) -> None:
     data_dir, key = _install(tmp_path, WORKER)
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}/api/v2"
     headers = {"Authorization": f"Bearer {key}"}
-    server = _serve(data_dir, port)
+    server = Served(data_dir, port=port)
     try:
         run = httpx.post(f"{base}/workers/pusher/runs", headers=headers, json={}).json()["data"][
             "run_slug"
@@ -111,11 +70,9 @@ def test_kill_9_mid_run_keeps_committed_rows_and_fails_the_run(tmp_path: Path) -
                 break
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        server.send_signal(signal.SIGKILL)
-        server.wait()
+        server.kill()
     finally:
-        if server.poll() is None:
-            server.kill()
+        server.kill()
 
     svc = Services(Settings(data_dir=data_dir))
     with svc.db.session() as s:
@@ -125,7 +82,7 @@ def test_kill_9_mid_run_keeps_committed_rows_and_fails_the_run(tmp_path: Path) -
     committed = stuck.results
     assert committed >= told["results"]
 
-    server = _serve(data_dir, port)
+    server = Served(data_dir, port=port)
     try:
         record = httpx.get(f"{base}/worker-runs/{run}", headers=headers).json()["data"]
         assert record["status"] == "failed"
@@ -133,7 +90,8 @@ def test_kill_9_mid_run_keeps_committed_rows_and_fails_the_run(tmp_path: Path) -
         assert record["results"] == committed
         # Every row committed before the kill, once each and in order: nothing lost, no gap,
         # no duplicate, no half batch.
-        rows = _all_rows(base, headers, run, committed)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers) as client:
+            rows = read_all(client, run, committed)
         assert [row["n"] for row in rows] == list(range(committed))
         # The orphaned worker is gone too (it died on the broken channel, or was killed).
         time.sleep(0.5)
@@ -142,7 +100,7 @@ def test_kill_9_mid_run_keeps_committed_rows_and_fails_the_run(tmp_path: Path) -
         # A second server on the same data directory refuses to start: it would otherwise take
         # the first one's live runs for orphans.
         second = subprocess.run(
-            [*SERVE, "--data-dir", str(data_dir), "--port", str(_free_port())],
+            [*SERVE, "--data-dir", str(data_dir), "--port", str(free_port())],
             capture_output=True,
             text=True,
             timeout=60,
@@ -150,8 +108,7 @@ def test_kill_9_mid_run_keeps_committed_rows_and_fails_the_run(tmp_path: Path) -
         assert second.returncode == 1
         assert "another runyard serve is already executing runs" in second.stderr
     finally:
-        server.terminate()
-        server.wait(10)
+        server.stop()
 
 
 #: Rows of the export test: about 130 bytes of CSV each.
@@ -178,10 +135,10 @@ def test_kill_9_while_an_export_is_written_never_serves_a_partial_file(tmp_path:
     data_dir, key = _install(tmp_path, WORKER)
     run = _import_rows(data_dir, tmp_path, EXPORT_ROWS)
     files = data_dir / "files"
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}/api/v2"
     headers = {"Authorization": f"Bearer {key}"}
-    server = _serve(data_dir, port)
+    server = Served(data_dir, port=port)
     try:
         reply = httpx.get(
             f"{base}/worker-runs/{run}/result/export", headers=headers, params={"format": "csv"}
@@ -193,11 +150,9 @@ def test_kill_9_while_an_export_is_written_never_serves_a_partial_file(tmp_path:
             assert not (files / f"{name}.csv").exists(), "the export was done before the kill"
             assert time.monotonic() < deadline, "the export file was never being written"
             time.sleep(0.01)
-        server.send_signal(signal.SIGKILL)  # mid-write
-        server.wait()
+        server.kill()  # mid-write
     finally:
-        if server.poll() is None:
-            server.kill()
+        server.kill()
     half = list(files.glob(f".{name}.csv.*.tmp"))
     assert len(half) == 1
     written = half[0].stat().st_size
@@ -205,7 +160,7 @@ def test_kill_9_while_an_export_is_written_never_serves_a_partial_file(tmp_path:
     # Never published under its name: only a complete file is ever renamed into place.
     assert not (files / f"{name}.csv").exists()
 
-    server = _serve(data_dir, port)
+    server = Served(data_dir, port=port)
     try:
         # The half-written file is swept as the server starts.
         deadline = time.monotonic() + 10
@@ -230,8 +185,7 @@ def test_kill_9_while_an_export_is_written_never_serves_a_partial_file(tmp_path:
             f"({EXPORT_ROWS:,} rows) after {took:.1f} s"
         )
     finally:
-        server.terminate()
-        server.wait(10)
+        server.stop()
 
 
 #: Starts a child that outlives it unless killed, says its pid, and waits.
@@ -248,10 +202,10 @@ time.sleep(300)
 
 def test_kill_9_leaves_no_grandchild_once_the_server_is_back(tmp_path: Path):
     data_dir, key = _install(tmp_path, SPAWNER)
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}/api/v2"
     headers = {"Authorization": f"Bearer {key}"}
-    server = _serve(data_dir, port)
+    server = Served(data_dir, port=port)
     try:
         run = httpx.post(f"{base}/workers/pusher/runs", headers=headers, json={}).json()["data"][
             "run_slug"
@@ -263,23 +217,20 @@ def test_kill_9_leaves_no_grandchild_once_the_server_is_back(tmp_path: Path):
         # As this host numbers them (the pid the sandboxed worker sees is its namespace's).
         processes = run_processes(run)
         assert len(processes) >= 2  # the worker and its child
-        server.send_signal(signal.SIGKILL)
-        server.wait()
+        server.kill()
     finally:
-        if server.poll() is None:
-            server.kill()
+        server.kill()
     # Sandboxed, the whole tree dies with the server (bwrap --die-with-parent, then its pid
     # namespace; tests/test_sandbox.py). Unsandboxed, the worker's own process does
     # (PR_SET_PDEATHSIG) and its child, handed to init, lives on until the server is back.
-    server = _serve(data_dir, port)
+    server = Served(data_dir, port=port)
     try:
         record = httpx.get(f"{base}/worker-runs/{run}", headers=headers).json()["data"]
         assert (record["status"], record["err_msg"]) == ("failed", "server restarted")
         # Killed before the server took requests.
         assert not any(process_alive(pid) for pid in processes)
     finally:
-        server.terminate()
-        server.wait(10)
+        server.stop()
         for pid in processes:
             if process_alive(pid):
                 os.kill(pid, signal.SIGKILL)

@@ -10,7 +10,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 
 from runyard.services.packages import load_package
 from tests.conftest import Server, User, start, wait_for
+from tests.served import free_port
 from tests.sites import ShopSite
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "workers"
@@ -105,16 +105,9 @@ def test_sample_data_is_deterministic_and_exports(server: Server, examples: User
     assert len(list(csv.DictReader(io.StringIO(body)))) == 250
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_first_start_then_curl_alone_scrapes_and_exports(tmp_path: Path, venvs_dir: Path):
     """The README's promise: `make serve`, then the printed curl lines, and rows come back."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "runyard", "serve", "--port", str(port), "--workers", str(EXAMPLES)],
         stdout=subprocess.PIPE,

@@ -29,6 +29,8 @@ from runyard.settings import Settings
 from runyard.storage import database
 from runyard.storage.database import Database, StorageBusy
 from tests.conftest import POSTGRES_PROBLEM, Databases, Server, start, wait_for
+from tests.console_helpers import signed_in
+from tests.result_helpers import read_all
 
 #: The small filesystem the disk-full test puts a server's whole data directory on.
 SMALL_DISK = "16m"
@@ -60,18 +62,6 @@ PUSHER_SCHEMA = [{"name": "count", "type": "integer", "title": "Rows", "editor":
 QUICK = "from runyard import sdk\nsdk.push({'done': True})\n"
 
 TASK_INPUT: dict[str, Any] = {"parameters": {"custom": {}}}
-
-
-def read_all(client: httpx.Client, run: str, count: int) -> list[Any]:
-    """Every row of ``run`` through the API, page by page."""
-    rows: list[Any] = []
-    for offset in range(0, count, 100):
-        reply = client.get(
-            f"/api/v2/worker-runs/{run}/result", params={"offset": offset, "limit": 100}
-        )
-        assert reply.status_code == 200, reply.text
-        rows += reply.json()["data"]["list"]
-    return rows
 
 
 def assert_not_a_fault(reply: httpx.Response) -> None:
@@ -112,7 +102,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture
 def full_server(small_disk: Path, venvs_dir: Path) -> Iterator[Server]:
     """A SQLite server whose data directory (database, scratch, files) is on ``small_disk``."""
-    server = Server(Settings(data_dir=small_disk / "data", venvs_dir=venvs_dir, rate_limit=0))
+    server = Server(Settings(data_dir=small_disk / "data", venvs_dir=venvs_dir))
     try:
         yield server
     finally:
@@ -270,7 +260,7 @@ def _limit_growth(engine: Engine) -> Callable[[], None]:
 def test_a_database_that_cannot_grow_answers_429_with_retry_after(
     make_server: Callable[..., Server],
 ) -> None:
-    server = make_server(rate_limit=0)
+    server = make_server()
     user = server.user()
     api = server.client(user)
     run = server.run(user, [{"n": n} for n in range(50)])
@@ -300,7 +290,7 @@ def test_a_database_that_cannot_grow_fails_the_ingesting_run_saying_so(
     make_server: Callable[..., Server],
 ) -> None:
     # Past the room check: the write itself finds the database full (SQLITE_FULL).
-    server = make_server(rate_limit=0)
+    server = make_server()
     api = server.client(user := server.user())
     run = start(api, server.worker(user, FILLER))
     deadline = time.monotonic() + 30
@@ -361,9 +351,9 @@ def test_a_database_locked_for_seconds_is_waited_out(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # SQLite waits 1 s at a time, so that the 3 s lock is retried (and logged); PostgreSQL
-    # waits up to 6 s in one go.
+    # waits in one go.
     monkeypatch.setattr(database, "BUSY_WAIT_SECONDS", 1.0)
-    server = make_server(rate_limit=0)
+    server = make_server()
     user = server.user()
     api = server.client(user)
     imported = server.run(user, [{"n": n} for n in range(300)])
@@ -413,10 +403,10 @@ def test_a_database_locked_for_seconds_is_waited_out(
 def test_a_lock_held_past_the_retries_answers_429_not_500(
     make_server: Callable[..., Server], backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A budget of about half a second (SQLite: 2 waits of 0.25 s; PostgreSQL: lock_timeout).
+    # A budget of half a second (SQLite: 2 waits of 0.25 s; PostgreSQL: lock_timeout).
     monkeypatch.setattr(database, "BUSY_WAIT_SECONDS", 0.25)
-    monkeypatch.setattr(database, "BUSY_ATTEMPTS", 2)
-    server = make_server(rate_limit=0)
+    monkeypatch.setattr(database, "BUSY_SECONDS", 0.5)
+    server = make_server()
     user = server.user()
     api = server.client(user)
     imported = server.run(user, [{"n": n} for n in range(300)])
@@ -444,6 +434,47 @@ def test_a_lock_held_past_the_retries_answers_429_not_500(
     again = api.post(f"/api/v2/workers/{quick}/runs", json={})
     assert again.status_code == 200, again.text
     assert wait_for(api, again.json()["data"]["run_slug"])["status"] == "succeeded"
+
+
+def test_a_synchronous_start_whose_wait_finds_the_database_busy_answers_the_run_it_started(
+    make_server: Callable[..., Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run is committed before the wait: a 429 there would have a client that waits out
+    # Retry-After and sends the POST again (runyard.client does) start, and pay for, two.
+    server = make_server()
+    user = server.user()
+    api = server.client(user)
+    quick = server.worker(user, QUICK)
+
+    def busy(_run_id: int) -> Any:
+        raise StorageBusy("locked past the retries (test)")
+
+    monkeypatch.setattr(server.services.launcher, "outcome", busy)
+    reply = api.post(f"/api/v2/workers/{quick}/runs", json={"is_async": False})
+    assert reply.status_code == 200, reply.text
+    data = reply.json()["data"]
+    assert data["is_finished"] is False and data["results"]["list"] == []
+    listing = api.get("/api/v2/worker-runs").json()["data"]
+    assert [run["slug"] for run in listing["list"]] == [data["run_slug"]]
+    monkeypatch.undo()
+    assert wait_for(api, data["run_slug"])["status"] == "succeeded"
+
+
+def test_the_console_answers_a_busy_database_with_a_page_not_json(
+    make_server: Callable[..., Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = make_server()
+    browser = signed_in(server, server.user())
+
+    def busy(*_args: Any, **_kwargs: Any) -> Any:
+        raise StorageBusy("locked past the retries (test)")
+
+    monkeypatch.setattr(server.services.runs, "list_runs", busy)
+    page = browser.get("/runs")
+    assert page.status_code == 429
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["Retry-After"] == "5"
+    assert "the database is busy; try again shortly" in page.text
 
 
 # --- PostgreSQL's transient failures, at the storage layer ------------------------------------
@@ -477,8 +508,11 @@ def postgres(databases: Databases) -> Iterator[Database]:
 
 
 def test_postgres_deadlock_victim_is_retried_where_it_began_its_transaction(
-    postgres: Database, caplog: pytest.LogCaptureFixture
+    postgres: Database, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Room for the few retries below, and a budget that a victim every time outlasts soon.
+    monkeypatch.setattr(database, "BUSY_WAIT_SECONDS", 0.1)
+    monkeypatch.setattr(database, "BUSY_SECONDS", 2.0)
     with (
         caplog.at_level(logging.WARNING, logger="runyard.storage"),
         postgres.engine.begin() as conn,

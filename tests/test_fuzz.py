@@ -227,8 +227,6 @@ def seeded(
         "sync_wait_seconds": 1,
         "run_timeout_seconds": 30,
     }
-    if "rate_limit" in Settings.model_fields:
-        settings["rate_limit"] = 0
     srv = Server(Settings(**settings))
     user, other, publisher = srv.user(), srv.user(), srv.user()
     # Fuzzed starts are refused (429 / 30003) past two active runs: runs never pile up.

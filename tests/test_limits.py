@@ -7,65 +7,21 @@ from __future__ import annotations
 import io
 import os
 import socket
-import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-import pytest
-import uvicorn
 
-from runyard.api import create_app, serving
-from runyard.services import Services
-from runyard.settings import Settings
+from runyard.api import serving
 from tests.conftest import Server, start, wait_for
 from tests.console_helpers import signed_in
 
 TASKS = "/api/v2/worker-tasks"
 TEXT = [{"title": "Text", "name": "text", "type": "string", "editor": "textarea"}]
 JSON = {"Content-Type": "application/json"}
-
-
-class Serve(Server):
-    """The app under ``runyard serve``'s uvicorn configuration (``serving.config``)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.services = Services(settings)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = serving.config(
-            create_app(self.services), settings, log_level="warning", lifespan="on"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]})
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.01)
-        self.tmp = settings.data_dir / "inputs"
-        self.tmp.mkdir(exist_ok=True)
-
-
-@pytest.fixture
-def serve(tmp_path: Path, venvs_dir: Path) -> Iterator[Callable[..., Serve]]:
-    started: list[Serve] = []
-
-    def make(**settings: Any) -> Serve:
-        settings.setdefault("venvs_dir", venvs_dir)
-        srv = Serve(Settings(data_dir=tmp_path / f"srv{len(started)}", **settings))
-        started.append(srv)
-        return srv
-
-    yield make
-    for srv in started:
-        srv.stop()
 
 
 # --- raw HTTP, for what a well-behaved client never sends -----------------------------------
@@ -121,9 +77,9 @@ def envelope(body: bytes) -> dict[str, Any]:
 # --- rate limit ---------------------------------------------------------------------------------
 
 
-def test_a_key_gets_its_burst_then_429_with_retry_after(serve: Callable[..., Serve]) -> None:
+def test_a_key_gets_its_burst_then_429_with_retry_after(make_server: Callable[..., Server]) -> None:
     # One token every 10 s: the test's own pace never refills a whole one.
-    srv = serve(rate_limit=0.1, rate_burst=5)
+    srv = make_server(rate_limit=0.1, rate_burst=5)
     alice, bob = srv.user(), srv.user()
     with srv.client(alice) as api:
         statuses = [api.get("/api/v2/worker-runs").status_code for _ in range(5)]
@@ -132,6 +88,7 @@ def test_a_key_gets_its_burst_then_429_with_retry_after(serve: Callable[..., Ser
     assert refused.status_code == 429
     body = refused.json()
     assert body["code"] == 13000
+    assert "per API key" in body["details"][0]
     assert body["message"] == "too many requests"
     assert body["request_id"] == refused.headers["x-request-id"]
     assert 1 <= int(refused.headers["retry-after"]) <= 10  # when the next token is back
@@ -140,8 +97,8 @@ def test_a_key_gets_its_burst_then_429_with_retry_after(serve: Callable[..., Ser
         assert api.get("/api/v2/worker-runs").status_code == 200
 
 
-def test_the_bucket_refills_after_the_retry_after(serve: Callable[..., Serve]) -> None:
-    srv = serve(rate_limit=2, rate_burst=2)
+def test_the_bucket_refills_after_the_retry_after(make_server: Callable[..., Server]) -> None:
+    srv = make_server(rate_limit=2, rate_burst=2)
     with srv.client(srv.user()) as api:
         while (refused := api.get("/api/v2/users/account")).status_code == 200:
             pass
@@ -151,9 +108,9 @@ def test_the_bucket_refills_after_the_retry_after(serve: Callable[..., Serve]) -
 
 
 def test_requests_without_a_proven_key_count_against_the_address(
-    serve: Callable[..., Serve],
+    make_server: Callable[..., Server],
 ) -> None:
-    srv = serve(rate_limit=0.1, rate_burst=5)
+    srv = make_server(rate_limit=0.1, rate_burst=5)
     alice = srv.user()
     with srv.client(alice) as api:
         assert api.get("/api/v2/worker-runs").status_code == 200  # alice's key is proven
@@ -166,7 +123,11 @@ def test_requests_without_a_proven_key_count_against_the_address(
     # Her first request took one of the address's 5 tokens; each guess takes another.
     assert statuses == [401, 401, 401, 401, 429, 429]
     assert guess.json()["code"] == 13000
+    assert "per client address" in guess.json()["details"][0]
     assert int(guess.headers["retry-after"]) >= 1
+    # A made-up X-Forwarded-For does not buy a fresh bucket: no proxy is trusted by default.
+    forged = httpx.get(f"{srv.url}/api/v2/store", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert forged.status_code == 429
     # Anonymous requests share the address's bucket; a proven key keeps its own.
     assert httpx.get(f"{srv.url}/api/v2/store").status_code == 429
     with srv.client(alice) as api:
@@ -174,9 +135,9 @@ def test_requests_without_a_proven_key_count_against_the_address(
 
 
 def test_console_pages_share_the_keys_bucket_and_answer_a_page(
-    serve: Callable[..., Serve],
+    make_server: Callable[..., Server],
 ) -> None:
-    srv = serve(rate_limit=0.1, rate_burst=8)
+    srv = make_server(rate_limit=0.1, rate_burst=8)
     user = srv.user()
     browser = signed_in(srv, user)  # two requests on the address's bucket
     try:
@@ -196,15 +157,23 @@ def test_console_pages_share_the_keys_bucket_and_answer_a_page(
         assert api.get("/api/v2/worker-runs").status_code == 429
 
 
-def test_zero_turns_rate_limiting_off(serve: Callable[..., Serve]) -> None:
-    srv = serve(rate_limit=0, rate_burst=1)
+def test_a_trusted_proxy_names_the_client_address(make_server: Callable[..., Server]) -> None:
+    srv = make_server(rate_limit=0.1, rate_burst=1, forwarded_allow_ips="127.0.0.1")
+    for client in ("203.0.113.1", "203.0.113.2"):
+        forwarded = {"X-Forwarded-For": client}
+        assert httpx.get(f"{srv.url}/api/v2/store", headers=forwarded).status_code == 200
+        assert httpx.get(f"{srv.url}/api/v2/store", headers=forwarded).status_code == 429
+
+
+def test_zero_turns_rate_limiting_off(make_server: Callable[..., Server]) -> None:
+    srv = make_server(rate_limit=0, rate_burst=1)
     with srv.client(srv.user()) as api:
         assert {api.get("/api/v2/users/account").status_code for _ in range(50)} == {200}
     assert {httpx.get(f"{srv.url}/api/v2/store").status_code for _ in range(20)} == {200}
 
 
-def test_static_files_are_not_counted(serve: Callable[..., Serve]) -> None:
-    srv = serve(rate_limit=0.5, rate_burst=2)
+def test_static_files_are_not_counted(make_server: Callable[..., Server]) -> None:
+    srv = make_server(rate_limit=0.5, rate_burst=2)
     with httpx.Client(base_url=srv.url) as browser:
         assert {browser.get("/-/static/console.css").status_code for _ in range(10)} == {200}
         assert browser.get("/sign-in").status_code == 200
@@ -224,9 +193,9 @@ def _task_count(api: httpx.Client) -> int:
 
 
 def test_a_body_declared_too_large_is_refused_before_it_is_sent(
-    serve: Callable[..., Serve],
+    make_server: Callable[..., Server],
 ) -> None:
-    srv = serve(max_body_bytes=64 * 1024)
+    srv = make_server(max_body_bytes=64 * 1024)
     user = srv.user()
     worker = srv.worker(user, "pass", properties=TEXT)
     with srv.client(user) as api:
@@ -252,9 +221,9 @@ def test_a_body_declared_too_large_is_refused_before_it_is_sent(
 
 
 def test_a_streamed_body_is_refused_once_it_grows_past_the_limit(
-    serve: Callable[..., Serve],
+    make_server: Callable[..., Server],
 ) -> None:
-    srv = serve(max_body_bytes=64 * 1024)
+    srv = make_server(max_body_bytes=64 * 1024)
     user = srv.user()
     worker = srv.worker(user, "pass", properties=TEXT)
 
@@ -281,8 +250,8 @@ def test_a_streamed_body_is_refused_once_it_grows_past_the_limit(
         assert (status, envelope(body)["code"]) == (413, 11000)
 
 
-def test_the_worker_zip_upload_keeps_its_own_ceiling(serve: Callable[..., Serve]) -> None:
-    srv = serve(max_body_bytes=64 * 1024)
+def test_the_worker_zip_upload_keeps_its_own_ceiling(make_server: Callable[..., Server]) -> None:
+    srv = make_server(max_body_bytes=64 * 1024)
     user = srv.user()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as z:
@@ -302,8 +271,8 @@ def test_the_worker_zip_upload_keeps_its_own_ceiling(serve: Callable[..., Serve]
         assert wait_for(api, run)["status"] == "succeeded"
 
 
-def test_a_console_form_too_large_gets_a_page(serve: Callable[..., Serve]) -> None:
-    srv = serve(max_body_bytes=4096)
+def test_a_console_form_too_large_gets_a_page(make_server: Callable[..., Server]) -> None:
+    srv = make_server(max_body_bytes=4096)
     with httpx.Client(base_url=srv.url) as browser:
         page = browser.post("/sign-in", data={"api_key": "x" * 10_000})
     assert page.status_code == 413
@@ -314,8 +283,8 @@ def test_a_console_form_too_large_gets_a_page(serve: Callable[..., Serve]) -> No
 # --- request heads ------------------------------------------------------------------------------
 
 
-def test_oversized_headers_are_refused_with_431(serve: Callable[..., Serve]) -> None:
-    srv = serve()  # max_header_bytes: 16 KiB
+def test_oversized_headers_are_refused_with_431(make_server: Callable[..., Server]) -> None:
+    srv = make_server()  # max_header_bytes: 16 KiB
     with srv.client() as anonymous:
         assert anonymous.get("/api/v2/store", headers={"X-Pad": "a" * 15_000}).status_code == 200
         big = anonymous.get("/api/v2/store", headers={"X-Pad": "a" * 17_000})
@@ -330,8 +299,8 @@ def test_oversized_headers_are_refused_with_431(serve: Callable[..., Serve]) -> 
         assert closed(s)
 
 
-def test_a_malformed_request_gets_the_envelope(serve: Callable[..., Serve]) -> None:
-    srv = serve()
+def test_a_malformed_request_gets_the_envelope(make_server: Callable[..., Server]) -> None:
+    srv = make_server()
     bad = b"GET /api/v2/store HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"
     with connect(srv, bad) as s:
         status, _, body = reply(s)
@@ -348,9 +317,9 @@ def test_a_malformed_request_gets_the_envelope(serve: Callable[..., Serve]) -> N
 
 
 def test_a_head_not_sent_in_time_is_answered_408_and_closed(
-    serve: Callable[..., Serve],
+    make_server: Callable[..., Server],
 ) -> None:
-    srv = serve(header_timeout_seconds=1)
+    srv = make_server(header_timeout_seconds=1)
     with connect(srv, b"GET /api/v2/store HTTP/1.1\r\nHost: x\r\n") as slow:
         status, headers, body = reply(slow)
         assert (status, envelope(body)["code"]) == (408, 11000)
@@ -365,8 +334,8 @@ def test_a_head_not_sent_in_time_is_answered_408_and_closed(
         assert reply(kept)[0] == 408
 
 
-def test_a_stalled_body_is_answered_408_and_closed(serve: Callable[..., Serve]) -> None:
-    srv = serve(body_timeout_seconds=1)
+def test_a_stalled_body_is_answered_408_and_closed(make_server: Callable[..., Server]) -> None:
+    srv = make_server(body_timeout_seconds=1)
     user = srv.user()
     head = (
         f"POST {TASKS} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {user.key}\r\n"
@@ -381,9 +350,10 @@ def test_a_stalled_body_is_answered_408_and_closed(serve: Callable[..., Serve]) 
 
 
 def test_hundreds_of_slow_connections_do_not_starve_a_normal_client(
-    serve: Callable[..., Serve],
+    make_server: Callable[..., Server],
 ) -> None:
-    srv = serve()
+    # All from 127.0.0.1: the per-address cap (tested below) would close most of them first.
+    srv = make_server(header_timeout_seconds=2, max_connections_per_address=0)
     user = srv.user()
     run = srv.run(user, [{"n": n} for n in range(50)])
     slow = []
@@ -395,17 +365,48 @@ def test_hundreds_of_slow_connections_do_not_starve_a_normal_client(
             page = api.get(f"/api/v2/worker-runs/{run}/result", params={"limit": 50})
             assert page.status_code == 200
             assert page.json()["data"]["count"] == 50
+        # The heads never finished: each slow client is told so, and let go.
+        for sock in slow:
+            status, headers, body = reply(sock)
+            assert (status, envelope(body)["code"]) == (408, 11000)
+            assert headers["connection"] == "close"
+            assert closed(sock)
     finally:
         for sock in slow:
             sock.close()
 
 
-def test_past_max_connections_requests_are_answered_503(serve: Callable[..., Serve]) -> None:
-    srv = serve(max_connections=20)
+def test_one_address_cannot_hold_every_connection(make_server: Callable[..., Server]) -> None:
+    srv = make_server(max_connections_per_address=5)
+    held = [connect(srv) for _ in range(5)]
+    try:
+        with connect(srv, b"GET /api/v2/store HTTP/1.1\r\nHost: x\r\n\r\n") as extra:
+            assert closed(extra)  # closed with no reply
+        # The connections it holds still work.
+        held[0].sendall(b"GET /api/v2/store HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert reply(held[0])[0] == 200
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if httpx.get(f"{srv.url}/api/v2/store").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "still refusing once the connections closed"
+        time.sleep(0.1)
+
+
+def test_past_max_connections_requests_are_answered_503(make_server: Callable[..., Server]) -> None:
+    srv = make_server(max_connections=20)
     idle = [connect(srv) for _ in range(20)]
     try:
         with connect(srv, b"GET /api/v2/store HTTP/1.1\r\nHost: x\r\n\r\n") as extra:
-            assert reply(extra)[0] == 503
+            status, headers, body = reply(extra)
+            assert (status, envelope(body)["code"]) == (503, 13000)
+            assert headers["retry-after"] == "1"
     finally:
         for sock in idle:
             sock.close()
@@ -430,8 +431,8 @@ def test_serve_raises_its_open_files_limit() -> None:
 # --- rows and log lines of a run ----------------------------------------------------------------
 
 
-def test_the_row_limit_follows_its_setting(serve: Callable[..., Serve]) -> None:
-    srv = serve(max_row_bytes=2048)
+def test_the_row_limit_follows_its_setting(make_server: Callable[..., Server]) -> None:
+    srv = make_server(max_row_bytes=2048)
     user = srv.user()
     worker = srv.worker(
         user,
@@ -460,8 +461,8 @@ def test_the_row_limit_follows_its_setting(serve: Callable[..., Serve]) -> None:
     assert any(line.startswith("row rejected (#2 in this run): row of 30") for line in errors)
 
 
-def test_log_lines_are_cut_at_8192_characters(serve: Callable[..., Serve]) -> None:
-    srv = serve()
+def test_log_lines_are_cut_at_8192_characters(make_server: Callable[..., Server]) -> None:
+    srv = make_server()
     user = srv.user()
     worker = srv.worker(
         user,

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -37,6 +35,7 @@ from tests.conftest import (
     start,
     wait_for,
 )
+from tests.served import Served, free_port
 
 #: Set on the server process only: no worker may find these anywhere.
 CANARY_KEY = "canary-secret-key-0123456789abcdef0123456789"
@@ -44,7 +43,7 @@ CANARY = "canary-value-of-the-server-environment"
 
 #: Tries each thing it is given, one row each: ``{"what", "ok", "detail"}``.
 PROBER = r"""
-import glob, os, urllib.request
+import glob, os, ssl, urllib.request
 from runyard import sdk
 
 params = sdk.input()
@@ -112,6 +111,10 @@ attempt("write TMPDIR", lambda: write_then_read(os.environ["TMPDIR"]))
 attempt("write /tmp", lambda: write_then_read("/tmp"))
 attempt("loopback", lambda: urllib.request.urlopen(params["url"], timeout=10).status)
 attempt("uid", os.getuid)
+attempt("tmp is scratch", lambda: os.path.samefile("/tmp", os.environ["TMPDIR"]))
+attempt("shm bytes", lambda: os.statvfs("/dev/shm").f_blocks * os.statvfs("/dev/shm").f_frsize)
+attempt("tls roots", lambda: ssl.create_default_context().cert_store_stats()["x509_ca"])
+attempt("tls private keys", lambda: os.listdir("/etc/ssl/private"))
 """
 
 #: Another run: leaves a file in its working directory, says where, and waits.
@@ -136,13 +139,6 @@ sdk.push({"child": "started"})
 sdk.flush()
 time.sleep(300)
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 EDITORS = {"string": "input", "integer": "number"}
@@ -171,52 +167,14 @@ def _package(root: Path, name: str, main: str, fields: dict[str, str] | None = N
     return package
 
 
-class Serve:
+def _serve(data_dir: Path) -> Served:
     """A real ``runyard serve`` whose environment holds the canaries."""
-
-    def __init__(self, data_dir: Path, **env: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "runyard",
-                "serve",
-                "--data-dir",
-                str(data_dir),
-                "--port",
-                str(self.port),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={
-                **os.environ,
-                "RUNYARD_RATE_LIMIT": "0",
-                "RUNYARD_SECRET_KEY": CANARY_KEY,
-                "RUNYARD_TEST_CANARY": CANARY,
-                **env,
-            },
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{self.url}/openapi.json", timeout=1)
-                return
-            except httpx.TransportError:
-                assert self.proc.poll() is None, "runyard serve exited"
-                assert time.monotonic() < deadline, "runyard serve did not start"
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+    return Served(data_dir, env={"RUNYARD_SECRET_KEY": CANARY_KEY, "RUNYARD_TEST_CANARY": CANARY})
 
 
 @dataclass
 class World:
-    server: Serve
+    server: Served
     client: httpx.Client
     data_dir: Path
     #: A finished run (imported rows).
@@ -239,7 +197,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     rows.write_text("".join(f'{{"n": {n}}}\n' for n in range(100)))
     finished = svc.imports.run(rows, user_id=user_id, worker_slug="rows")
     svc.close()
-    server = Serve(data_dir)
+    server = _serve(data_dir)
     try:
         with httpx.Client(
             base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60
@@ -321,12 +279,18 @@ def test_a_worker_cannot_read_the_servers_files_other_runs_or_environments(
     assert not results["data dir"]["ok"], results["data dir"]["detail"]
     assert not results["canary"]["ok"], results["canary"]["detail"]
     assert not results["server environ"]["ok"], results["server environ"]["detail"]
+    assert not results["tls private keys"]["ok"], results["tls private keys"]["detail"]
     # …while the worker can do its job.
     assert results["own input"]["ok"], results["own input"]["detail"]
     assert results["write cwd"]["ok"], results["write cwd"]["detail"]
     assert results["write TMPDIR"]["ok"], results["write TMPDIR"]["detail"]
     assert results["write /tmp"]["ok"], results["write /tmp"]["detail"]
     assert results["loopback"] == {"what": "loopback", "ok": True, "detail": "200"}
+    # /tmp is the run's scratch tmp, on disk; /dev/shm is small: neither eats the host's RAM.
+    assert results["tmp is scratch"]["detail"] == "True", results["tmp is scratch"]["detail"]
+    assert 0 < int(results["shm bytes"]["detail"]) <= 64 * 1024 * 1024, results["shm bytes"]
+    # HTTPS still verifies: the certificate store is there.
+    assert int(results["tls roots"]["detail"]) > 0, results["tls roots"]["detail"]
     if os.geteuid() == 0:
         # Served as root, the worker is nobody.
         assert results["uid"]["detail"] == str(sandbox.SANDBOX_UID)
@@ -339,8 +303,7 @@ def test_kill_9_of_the_server_takes_the_whole_tree_down(world: World) -> None:
     # bwrap, the worker and its child, which left the run's process group.
     processes = run_processes(run)
     assert len(processes) >= 3
-    server.proc.send_signal(signal.SIGKILL)
-    server.proc.wait()
+    server.kill()
     try:
         assert _gone(processes), "the run's processes outlived the server"
     finally:
@@ -460,7 +423,7 @@ def _no_bwrap_path(tmp_path: Path) -> str:
 def test_serve_refuses_to_start_without_bwrap(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "runyard", "serve", "--data-dir", str(tmp_path / "data")],
-        env={**os.environ, "PATH": _no_bwrap_path(tmp_path), "RUNYARD_PORT": str(_free_port())},
+        env={**os.environ, "PATH": _no_bwrap_path(tmp_path), "RUNYARD_PORT": str(free_port())},
         capture_output=True,
         text=True,
         timeout=60,
@@ -519,6 +482,7 @@ def test_the_data_directory_stays_hidden_inside_a_mounted_interpreter(tmp_path: 
     database = prefix / "data" / "runyard.db"
     scratch = settings.runs_dir / "01SCRATCH"
     (scratch / "work").mkdir(parents=True)
+    (scratch / "tmp").mkdir()
     database.write_text("the server's rows")
     (prefix / "data" / "secret.key").write_text("k" * 64)
     sandbox.hand_over(scratch)
@@ -548,3 +512,73 @@ def test_an_interpreter_named_through_a_top_level_link_never_mounts_the_whole_ho
     # Debian's /bin is a link to /usr/bin: the prefix is found through it, never taken as /.
     assert "/" not in sandbox.interpreter_dirs("/bin/python3")
     assert "/" not in sandbox.interpreter_dirs("/python3")
+
+
+def _run_sandboxed(settings: Settings, python: Path, code: str) -> subprocess.CompletedProcess[str]:
+    scratch = settings.runs_dir / "01SCRATCH"
+    (scratch / "work").mkdir(parents=True)
+    (scratch / "tmp").mkdir()
+    sandbox.hand_over(scratch)
+    read_fd, write_fd = os.pipe()
+    command = sandbox.command(
+        settings,
+        [str(python), "-c", code],
+        scratch=scratch.resolve(),
+        workdir=(scratch / "work").resolve(),
+        info_fd=write_fd,
+    )
+    try:
+        return subprocess.run(command, pass_fds=(write_fd,), capture_output=True, text=True)
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_an_sqlite_database_configured_elsewhere_stays_hidden(tmp_path: Path) -> None:
+    # Configured inside an interpreter's prefix, which is mounted: its directory is not.
+    prefix = tmp_path / "opt"
+    (prefix / "bin").mkdir(parents=True)
+    python = prefix / "bin" / "python3"
+    python.symlink_to(os.path.realpath(sys.executable))
+    (prefix / "db").mkdir()
+    (prefix / "db" / "runyard.db").write_text("the server's rows")
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=f"sqlite:///{prefix / 'db' / 'runyard.db'}"
+    )
+    code = (
+        f"import os\nprint(sorted(os.listdir({str(prefix)!r})), os.listdir({str(prefix / 'db')!r}))"
+    )
+    done = _run_sandboxed(settings, python, code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['bin', 'db'] []"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root's workers run as another user")
+def test_the_start_up_check_runs_a_worker_as_nobody_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    sandbox.check(settings)  # the real runtime: readable
+    # A runtime directory a restrictive umask left to root alone: every run would fail.
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    (runtime / "bootstrap.py").write_text("")
+    monkeypatch.setattr(sandbox, "BOOTSTRAP", str(runtime / "bootstrap.py"))
+    with pytest.raises(sandbox.SandboxUnavailable) as refused:
+        sandbox.check(settings)
+    assert "Permission denied" in str(refused.value)
+    assert "\n" not in str(refused.value)
+    # It cleaned up after itself.
+    assert os.listdir(settings.runs_dir) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root's workers run as another user")
+def test_a_restrictive_umask_still_lets_runs_start(tmp_path: Path) -> None:
+    # Scratch directories made 0700 and handed to nobody: the sandbox must still enter them.
+    old = os.umask(0o077)
+    try:
+        settings = Settings(data_dir=tmp_path / "data")
+        settings.runs_dir.mkdir(parents=True)
+        sandbox.check(settings)
+    finally:
+        os.umask(old)

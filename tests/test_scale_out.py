@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from runyard.services.packages import load_package
 from runyard.settings import Settings
 from runyard.storage import Node, Run
 from tests.conftest import REDIS_URL, SCALE_OUT_PROBLEM, Databases, process_alive
+from tests.served import free_port
 
 SAMPLE_DATA = Path(__file__).parents[1] / "examples" / "workers" / "sample-data"
 RUNYARD = [sys.executable, "-m", "runyard"]
@@ -37,13 +37,6 @@ LEASE_SECONDS = 6
 
 
 pytestmark = pytest.mark.skipif(SCALE_OUT_PROBLEM is not None, reason=str(SCALE_OUT_PROBLEM))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Cluster:
@@ -94,7 +87,7 @@ class Cluster:
         return proc
 
     def start(self, servers: int, nodes: list[str]) -> None:
-        ports = [_free_port() for _ in range(servers)]
+        ports = [free_port() for _ in range(servers)]
         procs = [self._spawn(f"serve{i}", "serve", "--port", str(p)) for i, p in enumerate(ports)]
         for name in nodes:
             self.nodes[name] = self._spawn(name, "worker", "--name", name)

@@ -13,7 +13,6 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,47 +21,17 @@ from runyard.services import callbacks as callbacks_module
 from runyard.services.callbacks import Callbacks, check_callback_url
 from runyard.services.errors import InvalidInput
 from runyard.storage import Database
+from tests.callback_helpers import (  # noqa: F401 (fixtures)
+    PAYLOAD,
+    Receiver,
+    db_fixture,
+    delivery,
+    make_run,
+    receivers_fixture,
+    senders_fixture,
+)
 from tests.conftest import Server
-from tests.security_world import quiet_settings, wait_status
-from tests.test_callbacks import PAYLOAD, Receiver, delivery, make_run
-
-
-@pytest.fixture
-def db(tmp_path: Path, database_url: str | None) -> Iterator[Database]:
-    database = Database(database_url or f"sqlite:///{tmp_path}/db.sqlite")
-    database.migrate()
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def receivers() -> Iterator[Callable[..., Receiver]]:
-    """HTTP receivers on 127.0.0.1 answering from a script (``tests/test_callbacks.py``)."""
-    started: list[Receiver] = []
-
-    def make(*replies: Any) -> Receiver:
-        started.append(Receiver(list(replies)).start())
-        return started[-1]
-
-    yield make
-    for receiver in started:
-        receiver.stop()
-
-
-@pytest.fixture
-def senders(db: Database) -> Iterator[Callable[..., Callbacks]]:
-    made: list[Callbacks] = []
-
-    def make(**options: Any) -> Callbacks:
-        settings: dict[str, Any] = {"max_attempts": 3, "backoff_seconds": 0.05}
-        settings.update({"timeout_seconds": 2.0, **options})
-        made.append(Callbacks(db, **settings))
-        return made[-1]
-
-    yield make
-    for callbacks in made:
-        callbacks.close()
-
+from tests.security_world import wait_status
 
 REFUSED_SPELLINGS = [
     ("http://169.254.169.254/latest/meta-data/", "link-local"),  # cloud metadata
@@ -329,7 +298,7 @@ INSIDE = "http://169.254.169.254/latest/meta-data/"
 def test_the_api_refuses_inside_callback_urls_everywhere_it_takes_one(
     make_server: Callable[..., Server],
 ) -> None:
-    server = make_server(**quiet_settings())
+    server = make_server()
     user = server.user()
     worker = server.worker(user, "from runyard import sdk\nsdk.push({'a': 1})\n")
     with server.client(user) as api:
@@ -354,7 +323,7 @@ def test_the_api_refuses_inside_callback_urls_everywhere_it_takes_one(
 
 
 def test_the_operator_can_allow_inside_callback_urls(make_server: Callable[..., Server]) -> None:
-    server = make_server(callback_allow_private=True, **quiet_settings())
+    server = make_server(callback_allow_private=True)
     user = server.user()
     worker = server.worker(user, "from runyard import sdk\nsdk.push({'a': 1})\n")
     with server.client(user) as api:

@@ -30,7 +30,7 @@ from runyard.services.callbacks import sign, verify_signature
 from runyard.storage.rawquery import RawQuery
 from tests.conftest import Server
 from tests.console_helpers import csrf, signed_in
-from tests.security_world import quiet_settings, tenant
+from tests.security_world import tenant
 
 Compared = list[tuple[bytes | str, bytes | str]]
 
@@ -52,7 +52,7 @@ def compared(monkeypatch: pytest.MonkeyPatch) -> Compared:
 @pytest.fixture
 def statements(make_server: Callable[..., Server]) -> Iterator[tuple[Server, list[str]]]:
     """A server, and the parameters of every statement it sends its database (as text)."""
-    server = make_server(**quiet_settings())
+    server = make_server()
     params: list[str] = []
 
     def record(_conn: Any, _cursor: Any, _sql: str, parameters: Any, *_: Any) -> None:
@@ -98,7 +98,7 @@ def test_a_key_reaches_the_database_only_as_its_hash(
 def test_link_signatures_are_compared_in_constant_time(
     make_server: Callable[..., Server], compared: Compared
 ) -> None:
-    server = make_server(**quiet_settings())
+    server = make_server()
     a = tenant(server, owner=False)
     for url in (a.export_url, a.log_url):
         signature = httpx.URL(url).params["signature"]
@@ -114,7 +114,7 @@ def test_link_signatures_are_compared_in_constant_time(
 def test_console_sessions_and_csrf_tokens_are_compared_in_constant_time(
     make_server: Callable[..., Server], compared: Compared
 ) -> None:
-    server = make_server(**quiet_settings())
+    server = make_server()
     user = server.user()
     console = signed_in(server, user)
     cookie = console.cookies["runyard_session"]

@@ -26,7 +26,7 @@ import pytest
 from runyard.console.session import SESSION_COOKIE, SessionSigner
 from runyard.services.accounts import hash_key
 from tests.conftest import Server
-from tests.security_world import quiet_settings, tenant
+from tests.security_world import tenant
 
 SECRET = "s" * 40
 OTHER_SECRET = "o" * 40
@@ -55,7 +55,7 @@ def raw_get(server: Server, target: str) -> tuple[int, bytes]:
 
 @pytest.fixture
 def server(make_server: Callable[..., Server]) -> Server:
-    return make_server(secret_key=SECRET, **quiet_settings())
+    return make_server(secret_key=SECRET)
 
 
 def refused(reply: httpx.Response) -> None:
@@ -101,7 +101,7 @@ def test_an_expired_log_link_is_refused(server: Server) -> None:
 
 
 def test_links_carry_the_configured_ttl(make_server: Callable[..., Server]) -> None:
-    server = make_server(link_ttl_seconds=60, **quiet_settings())
+    server = make_server(link_ttl_seconds=60)
     a = tenant(server, owner=False)
     signer = server.services.signer
     for url in (a.export_url, a.log_url):
@@ -118,8 +118,8 @@ def test_links_carry_the_configured_ttl(make_server: Callable[..., Server]) -> N
 def test_links_signed_with_another_servers_key_are_refused(
     make_server: Callable[..., Server],
 ) -> None:
-    ours = make_server(secret_key=SECRET, **quiet_settings())
-    theirs = make_server(secret_key=OTHER_SECRET, **quiet_settings())
+    ours = make_server(secret_key=SECRET)
+    theirs = make_server(secret_key=OTHER_SECRET)
     a = tenant(ours, owner=False)
     forger = theirs.services.signer  # a real signer, with a key that is not ours
     for url in (a.export_url, a.log_url):
@@ -192,7 +192,7 @@ TRAVERSALS = [
 
 @pytest.mark.parametrize("target", TRAVERSALS)
 def test_path_traversal_is_refused(make_server: Callable[..., Server], target: str) -> None:
-    server = make_server(**quiet_settings())  # its key is a file in the data directory
+    server = make_server()  # its key is a file in the data directory
     server.run(server.user(), [{"a": 1}])
     secret = server.services.settings.resolved_secret_key()
     for query in ("", "?expires=99999999999&signature=" + "0" * 64):
@@ -251,6 +251,33 @@ def test_a_symlink_in_the_files_directory_is_not_followed(server: Server, tmp_pa
     stored.unlink()
     os.symlink(inside, stored)
     refused(httpx.get(a.export_url))
+
+
+def test_a_file_swapped_for_a_symlink_after_the_check_is_not_served(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The swap lands between the route's check of the path and its open: what is served is
+    what was opened, never the path opened again."""
+    from runyard.api.routes import files as route
+
+    a = tenant(server, owner=False)
+    name = parts(a.export_url)[0]
+    [stored] = [p for p in server.services.settings.files_dir.iterdir() if p.name.startswith(name)]
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not for download\n")
+    checked = route._inside
+
+    def check_then_swap(path: Path, root: Path) -> bool:
+        ok = checked(path, root)
+        if path == stored and not stored.is_symlink():
+            stored.unlink()
+            os.symlink(outside, stored)
+        return ok
+
+    monkeypatch.setattr(route, "_inside", check_then_swap)
+    reply = httpx.get(a.export_url)
+    assert b"not for download" not in reply.content
+    refused(reply)
 
 
 def test_file_names_in_the_url_are_quoted_in_links(server: Server) -> None:

@@ -8,13 +8,9 @@ as deployed: uvicorn's own logging, the 500 handler's traceback, the console's r
 
 from __future__ import annotations
 
-import os
 import secrets
 import socket
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -31,16 +27,9 @@ from runyard.services.accounts import hash_key
 from runyard.services.packages import load_package
 from runyard.settings import Settings
 from tests.console_helpers import csrf
+from tests.served import Served
 
-SERVE = [sys.executable, "-m", "runyard", "serve"]
 QUICK = 'from runyard import sdk\nsdk.log("hello")\nsdk.push({"a": 1})\n'
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _install(tmp_path: Path) -> tuple[Path, str, str]:
@@ -65,43 +54,6 @@ def _install(tmp_path: Path) -> tuple[Path, str, str]:
         svc.close()
 
 
-class Served:
-    """``runyard serve`` in a subprocess, its stdout and stderr going to files."""
-
-    def __init__(self, tmp_path: Path, data_dir: Path, env: dict[str, str]) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.out = tmp_path / "stdout.txt"
-        self.err = tmp_path / "stderr.txt"
-        with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.proc = subprocess.Popen(
-                [*SERVE, "--data-dir", str(data_dir), "--port", str(self.port)],
-                stdout=out,
-                stderr=err,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{self.url}/api/v2/proxy/region", timeout=1)
-                return
-            except httpx.TransportError:
-                assert self.proc.poll() is None, self.err.read_text()
-                assert time.monotonic() < deadline, "runyard serve did not start"
-                time.sleep(0.1)
-
-    def stop(self) -> str:
-        """Stop it (as Ctrl-C does); everything it wrote."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(2)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.out.read_text(errors="replace") + self.err.read_text(errors="replace")
-
-
 def raw(url: str, data: bytes) -> bytes:
     """Send ``data`` as is on a fresh connection; what comes back."""
     split = urlsplit(url)
@@ -120,10 +72,14 @@ def test_no_key_or_signature_reaches_the_output_or_the_data_directory(tmp_path: 
     data_dir, key, bob = _install(tmp_path)
     wrong = [f"ry_{secrets.token_urlsafe(32)}" for _ in range(4)]
     served = Served(
-        tmp_path,
         data_dir,
         # A burst big enough for alice's requests below; bob's flood goes past it.
-        {"RUNYARD_RATE_LIMIT": "1", "RUNYARD_RATE_BURST": "150", "RUNYARD_MAX_BODY_BYTES": "2048"},
+        env={
+            "RUNYARD_RATE_LIMIT": "1",
+            "RUNYARD_RATE_BURST": "150",
+            "RUNYARD_MAX_BODY_BYTES": "2048",
+        },
+        output=tmp_path,
     )
     statuses: dict[str, int] = {}
     secrets_seen: list[str] = [key, bob, *wrong]

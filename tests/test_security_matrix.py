@@ -32,7 +32,7 @@ from runyard.services import Services
 from runyard.settings import Settings
 from tests.conftest import Server
 from tests.console_helpers import csrf, signed_in
-from tests.security_world import PROPERTIES, Tenant, quiet_settings, tenant, wait_status, worker_zip
+from tests.security_world import PROPERTIES, Tenant, tenant, wait_status, worker_zip
 
 pytestmark = pytest.mark.both_databases
 
@@ -280,7 +280,7 @@ class World:
 
 @pytest.fixture
 def world(make_server: Callable[..., Server]) -> Iterator[World]:
-    server = make_server(**quiet_settings())
+    server = make_server()
     a = tenant(server, owner=True)
     b = tenant(server, owner=False)
     w = World(server, a, b)

@@ -73,6 +73,14 @@ class Settings(BaseSettings):
     #: Open connections (and requests in progress) past which new requests are answered 503
     #: at once; 0: no limit but the process's open-files limit.
     max_connections: int = Field(default=2048, ge=0)
+    #: Open connections one client address may hold; past it new ones are closed at once, so
+    #: one client cannot take all of ``max_connections``. 0: no limit. Behind a reverse proxy
+    #: every connection comes from the proxy's address: raise it, or set 0.
+    max_connections_per_address: int = Field(default=256, ge=0)
+    #: Addresses of reverse proxies whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` headers
+    #: are believed (comma-separated addresses or networks, or ``*``); empty: none are — a
+    #: client's address is its connection's, so it cannot pick its own rate-limit bucket.
+    forwarded_allow_ips: str = ""
     #: How long an idle keep-alive connection stays open.
     keep_alive_seconds: int = Field(default=5, ge=1)
     #: How long a client may take to send a request's line and headers (slow-loris clients).
@@ -105,6 +113,10 @@ class Settings(BaseSettings):
     #: server's files (docs/workers.md, Trust); the server refuses to start without a working
     #: ``bwrap``. ``none``: workers run as the server's own user, seeing what it sees.
     sandbox: Literal["bwrap", "none"] = "bwrap"
+    #: Size of a sandboxed worker's ``/dev/shm``, in MiB: a tmpfs, held in the host's memory
+    #: uncounted by the run's memory limit (a run's limit lowers it). Raise it for browsers
+    #: that need more shared memory; ``/tmp`` is on disk (the run's scratch directory).
+    sandbox_shm_mb: int = Field(default=64, ge=1)
 
     # --- scale-out (docs/deploy.md) -------------------------------------------------------
     #: ``local``: runs execute inside ``runyard serve``. ``celery``: ``runyard serve`` queues

@@ -16,6 +16,9 @@ from runyard.services.accounts import hash_key
 #: The scope state entry naming the key this request proved (``limits.VERIFIED_KEY_HASH``):
 #: from then on the key's own rate-limit bucket counts its requests.
 VERIFIED_KEY_HASH = "verified_key_hash"
+#: The scope state entry holding the hash of the key an API request carries (None: no key),
+#: put there by the rate limiter, which has read and hashed it already.
+CLAIMED_KEY_HASH = "claimed_key_hash"
 
 #: The three transports, as OpenAPI security schemes (documented, resolved by ``caller``).
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
@@ -60,8 +63,17 @@ def key_in(scope: Scope) -> str | None:
     return (
         _bearer(authorization.decode("latin-1") if authorization is not None else None)
         or (api_key.decode("latin-1") if api_key is not None else None)
-        or (QueryParams(query).get("token") if query else None)
+        # Parsing the query costs a result page more than the rest of this: only when it may
+        # hold a token (QueryParams decodes ``%74oken`` too, hence the ``%``).
+        or (QueryParams(query).get("token") if _may_hold_token(query) else None)
     )
+
+
+def _may_hold_token(query: bytes) -> bool:
+    if not query:
+        return False
+    lowered = query.lower()
+    return b"token" in lowered or b"%" in lowered
 
 
 async def caller(request: Request) -> int:
@@ -72,20 +84,29 @@ async def caller(request: Request) -> int:
     the lookup is one indexed read, far cheaper than the thread-pool hop FastAPI makes for a
     plain ``def`` dependency.
     """
-    key = key_of(request)
-    if not key:
+    digest = _claimed(request)
+    if digest is None:
         raise Unauthenticated("authentication required")
-    return _authenticate(request, key)
+    return _authenticate(request, digest)
 
 
 async def optional_caller(request: Request) -> int | None:
     """For public endpoints: the caller when a key is given (a bad key is still refused)."""
+    digest = _claimed(request)
+    return _authenticate(request, digest) if digest is not None else None
+
+
+def _claimed(request: Request) -> str | None:
+    """The hash of the request's key, if it has one: the rate limiter's, when it ran."""
+    state = request.scope.get("state")
+    if state is not None and CLAIMED_KEY_HASH in state:
+        digest: str | None = state[CLAIMED_KEY_HASH]
+        return digest
     key = key_of(request)
-    return _authenticate(request, key) if key else None
+    return hash_key(key) if key else None
 
 
-def _authenticate(request: Request, key: str) -> int:
-    digest = hash_key(key)
+def _authenticate(request: Request, digest: str) -> int:
     user_id = services(request).accounts.authenticate_hash(digest)
     setattr(request.state, VERIFIED_KEY_HASH, digest)
     return user_id

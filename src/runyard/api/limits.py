@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runyard.api.auth import VERIFIED_KEY_HASH, key_in
+from runyard.api.auth import CLAIMED_KEY_HASH, VERIFIED_KEY_HASH, key_in
 from runyard.api.buckets import TokenBuckets, whole_seconds
 from runyard.api.envelope import error_body
 from runyard.services.accounts import hash_key
@@ -141,13 +141,15 @@ class LimitsMiddleware:
             now = time.monotonic()
             if claimed is not None and claimed in self.keys:
                 wait = self.keys.take(claimed, now)
+                per = "API key"
             else:
                 assert self.addresses is not None
                 client = scope.get("client")
                 wait = self.addresses.take(client[0] if client else "-", now)
                 unproven = claimed
+                per = "client address"
             if wait:
-                await self._too_many(scope, send, wait)
+                await self._too_many(scope, send, wait, per)
                 return
         try:
             if length == NO_BODY:
@@ -164,7 +166,10 @@ class LimitsMiddleware:
     def _claimed_key_hash(self, scope: Scope) -> str | None:
         if _wants_envelope(scope):
             key = key_in(scope)
-            return hash_key(key) if key else None
+            digest = hash_key(key) if key else None
+            # ``auth.caller`` takes it from here rather than reading and hashing the key again.
+            scope.setdefault("state", {})[CLAIMED_KEY_HASH] = digest
+            return digest
         return self.session_key_hash(Request(scope))
 
     async def _limited_body(self, scope: Scope, receive: Receive, send: Send, length: int) -> None:
@@ -200,14 +205,14 @@ class LimitsMiddleware:
 
         await self.app(scope, limited_receive, send)
 
-    async def _too_many(self, scope: Scope, send: Send, wait: float) -> None:
+    async def _too_many(self, scope: Scope, send: Send, wait: float, per: str) -> None:
         seconds = whole_seconds(wait)
         await self._refuse(
             scope,
             send,
             429,
             "too many requests",
-            f"at most {self.rate:g} requests a second ({self.burst} at once) per API key; "
+            f"at most {self.rate:g} requests a second ({self.burst} at once) per {per}; "
             f"retry in {seconds} s",
             code=13000,
             headers={"Retry-After": str(seconds)},

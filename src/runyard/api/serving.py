@@ -8,6 +8,11 @@ must arrive whole within ``header_timeout_seconds`` of the connection opening (o
 byte, on a kept-alive connection); past it the connection gets a 408 and is closed. It also
 answers uvicorn's plain-text protocol errors with the envelope, and lets a client whose body
 was refused (413) finish sending for a while, so it sees the answer instead of a reset.
+
+It also bounds the connections of one client address (``max_connections_per_address``): past
+it a new connection is closed at once, so a single client cannot hold every one of
+``max_connections`` and get everyone else a 503. That 503 (past ``max_connections``) is
+answered with the envelope too: 13000, with ``Retry-After: 1``.
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import asyncio
 import contextlib
 import resource
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import h11
 import uvicorn
 from h11._connection import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
+from starlette.types import Receive, Scope, Send
 from ulid import ULID
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -40,9 +46,13 @@ LINGER_SECONDS = 10.0
 def config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
     """The uvicorn configuration of ``runyard serve`` (and of the tests that check it)."""
     timeout = settings.header_timeout_seconds
+    per_address = settings.max_connections_per_address
 
     class ServeProtocol(Protocol):
         header_timeout = timeout
+        max_per_address = per_address
+        # This server's own: each ``config`` counts its connections apart.
+        open_by_address: ClassVar[dict[str, int]] = {}
 
     values: dict[str, Any] = {
         "host": settings.host,
@@ -53,6 +63,10 @@ def config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
         "access_log": False,  # written by Runyard itself, with the request id
         "backlog": BACKLOG,
         "limit_concurrency": settings.max_connections or None,
+        # uvicorn believes X-Forwarded-For from loopback by default; sandboxed workers share
+        # loopback, and could then pick any address's rate-limit bucket.
+        "proxy_headers": bool(settings.forwarded_allow_ips),
+        "forwarded_allow_ips": settings.forwarded_allow_ips or None,
         "timeout_keep_alive": settings.keep_alive_seconds,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
@@ -84,14 +98,52 @@ def _raw_reply(status: int, reason: str, code: int, message: str) -> bytes:
     return head.encode() + body
 
 
+async def _busy(send: Send) -> None:
+    """The reply past ``max_connections``, in place of uvicorn's plain-text one."""
+    body = error_body(13000, "server busy, retry", None, f"req-{ULID()}")
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", b"1"),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 class Protocol(H11Protocol):
     """uvicorn's h11 protocol with a deadline on request heads and on lingering bodies."""
 
     header_timeout: float = 10.0
+    #: Open connections one client address may hold (0: any number).
+    max_per_address: int = 0
+    #: Open connections by client address, shared by the connections of one server.
+    open_by_address: ClassVar[dict[str, int]] = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
+        self._address: str | None = None
+        # uvicorn picks its plain-text 503 app before running a request; with its check off,
+        # ``_app_or_busy`` makes the same one and answers the envelope instead.
+        self._limit = self.limit_concurrency
+        self.limit_concurrency = None
+        self._app = self.app
+        self.app = self._app_or_busy
+
+    async def _app_or_busy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self._limit
+        # This request's own task is already among ``tasks``; uvicorn counted before adding it.
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) > limit):
+            self.logger.warning("Exceeded concurrency limit.")
+            await _busy(send)
+            return
+        await self._app(scope, receive, send)
 
     def _arm(self, seconds: float) -> None:
         self._disarm()
@@ -104,6 +156,13 @@ class Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if self.max_per_address and self.client:
+            address = self._address = self.client[0]
+            count = self.open_by_address[address] = self.open_by_address.get(address, 0) + 1
+            if count > self.max_per_address:
+                self.logger.debug("over %d connections from %s", self.max_per_address, address)
+                transport.close()
+                return
         self._arm(self.header_timeout)
 
     def data_received(self, data: bytes) -> None:
@@ -124,6 +183,14 @@ class Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        address = self._address
+        if address is not None:
+            self._address = None
+            count = self.open_by_address[address] - 1
+            if count:
+                self.open_by_address[address] = count
+            else:
+                del self.open_by_address[address]
         super().connection_lost(exc)
 
     def _deadline_passed(self) -> None:

@@ -20,7 +20,6 @@ from rich.table import Table
 from runyard.cli.app import app, err, fail, keys_app, out, runs_app, users_app, workers_app
 from runyard.execution.local import ExecutorBusy
 from runyard.execution.sandbox import SandboxUnavailable, unsandboxed_warning
-from runyard.execution.sandbox import check as check_sandbox
 from runyard.services import ServiceError, Services
 from runyard.services.accounts import UNSET, Unset
 from runyard.services.errors import InvalidInput
@@ -92,14 +91,16 @@ def serve(
     from runyard.api.logs import log_config
 
     settings = settings_from(data_dir, host=host, port=port)
-    if settings.executor == "local":
-        try:
-            check_sandbox(settings)  # before anything is created or shown (the first key)
-        except SandboxUnavailable as exc:
-            fail(str(exc))
     svc = open_services(settings)
     for slug in svc.imports.clean_abandoned():
         err.print(f"removed run {slug}: its import was interrupted")
+    # Before the first key is made and shown: a server refused here (its sandbox cannot run
+    # a worker, or another server executes from this data directory) must not spend it.
+    try:
+        svc.start()
+    except (ExecutorBusy, SandboxUnavailable) as exc:
+        svc.close()
+        fail(str(exc))
     base = settings.public_url or f"http://{settings.host}:{settings.port}"
     user_id = _first_user(svc)
     if user_id is not None:
@@ -133,11 +134,6 @@ def serve(
                 f"  .venv/bin/runyard runs import FILE.jsonl --user {LOCAL_USER} --worker my-data\n"
                 f"  curl -H {auth} {base}/api/v2/worker-runs/last/result\n"
             )
-    try:
-        svc.start()
-    except (ExecutorBusy, SandboxUnavailable) as exc:
-        svc.close()
-        fail(str(exc))
     # Workers run sandboxed (as nobody when serving as root) unless the operator opted out.
     unsandboxed = unsandboxed_warning(settings)
     if unsandboxed and settings.executor == "local":

@@ -25,6 +25,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from runyard import __version__
 from runyard.console.session import NONCE_COOKIE, SESSION_COOKIE, Session, SessionSigner
 from runyard.services import InvalidToken, NotFound, ServiceError, Services, UnstorableText
+from runyard.services.errors import StorageUnavailable
 
 #: Sent with every console page: private data is never cached, never framed, and only this
 #: origin's own script and style run (the templates have no inline script or style).
@@ -289,6 +290,12 @@ def _problem(request: Request, exc: Exception) -> Response:
         return _error_page(request, 400, "Not possible", exc.message, exc.details)
     if isinstance(exc, UnstorableText):
         return _error_page(request, 400, "Bad request", str(exc), None)
+    if isinstance(exc, StorageUnavailable):
+        # What the API answers too (429, Retry-After): nothing was kept, so sending the form
+        # again later is safe.
+        page = _error_page(request, 429, "Try again later", exc.message, None)
+        page.headers["Retry-After"] = str(exc.retry_after)
+        return page
     if isinstance(exc, HTTPException):  # e.g. a form Starlette could not parse, or too big
         page = _error_page(request, exc.status_code, "Bad request", str(exc.detail), None)
         page.headers.update(exc.headers or {})
@@ -313,6 +320,7 @@ class ConsoleRoute(APIRoute):
                 CsrfFailed,
                 ServiceError,
                 UnstorableText,
+                StorageUnavailable,
                 RequestValidationError,
                 HTTPException,
             ) as exc:

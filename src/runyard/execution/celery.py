@@ -53,13 +53,14 @@ class CeleryExecutor:
         self._watcher.start()
 
     def submit(self, run_id: int) -> None:
+        # The run is committed ``ready``: whatever fails here, the watcher sends it again
+        # later, and the start must not be answered with an error (a client would start it
+        # again).
         try:
             self.queue.send(run_id)
+            self.runs.mark_queued(run_id, time.time())
         except Exception:
-            # The run is committed ``ready``: the watcher sends it again later.
-            log.exception("sending run %d to the broker failed; it will be sent again", run_id)
-            return
-        self.runs.mark_queued(run_id, time.time())
+            log.exception("run %d: sending it to the broker failed; it will be sent again", run_id)
 
     def abort(self, run_id: int) -> None:
         """Nothing to send: the node sees ``aborting`` in the database within a second."""

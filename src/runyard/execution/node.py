@@ -75,7 +75,8 @@ class ExecutionNode:
         runs_dir = self.ctx.settings.runs_dir
         if not runs_dir.is_dir():
             return
-        slugs = [entry.name for entry in runs_dir.iterdir()]
+        # Not a dot-named one: another node's start-up probe (sandbox.check) may be using it.
+        slugs = [entry.name for entry in runs_dir.iterdir() if not entry.name.startswith(".")]
         with self.ctx.db.session() as s:
             elsewhere = set(
                 s.scalars(

@@ -54,9 +54,9 @@ RUN_BATCH = 10_000
 #: How often a run checks the database for an abort asked through another server, or for its
 #: end decided elsewhere (a lease that ran out).
 ABORT_POLL_SECONDS = 1.0
-#: Attempts at recording a run's end while the database cannot take it, and the first pause.
+#: Attempts at recording a run's end while the database cannot take it, within the one
+#: budget of ``storage.database.BUSY_SECONDS``.
 FINISH_ATTEMPTS = 5
-FINISH_RETRY_SECONDS = 1.0
 #: After the worker's main process ends, how long its leftovers may keep the pipes open.
 EXIT_GRACE_SECONDS = 2.0
 _READ = 1 << 20
@@ -627,22 +627,9 @@ class RunProcess:
         disk may get room back — another run's scratch files removed — and a lock held past
         the statement retries may be let go): a run left ``running`` stays so until a restart.
         """
-        for attempt in range(1, FINISH_ATTEMPTS + 1):
-            try:
-                return change()
-            except Exception as exc:
-                problem = as_storage_error(exc)
-                if problem is None or attempt == FINISH_ATTEMPTS:
-                    raise
-                log.warning(
-                    "run %d: its end could not be recorded (%s); trying again (attempt %d of %d)",
-                    self.run_id,
-                    problem,
-                    attempt + 1,
-                    FINISH_ATTEMPTS,
-                )
-                time.sleep(FINISH_RETRY_SECONDS * attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self.ctx.db.retry(
+            change, f"recording the end of run {self.run_id}", FINISH_ATTEMPTS, full_too=True
+        )
 
     def _pump(
         self,

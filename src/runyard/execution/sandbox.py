@@ -3,10 +3,13 @@
 A sandboxed worker sees a file system made of read-only system directories (``/usr`` and
 Debian's ``/bin``, ``/lib``… links), the few files of ``/etc`` that name resolution, TLS and
 user names need, its interpreter (the prefix, and the virtualenv of ``version.python``),
-Runyard's ``runtime`` directory, empty private ``/tmp`` and ``/dev/shm``, a fresh ``/proc`` of
-its own pid namespace, and its run's scratch directory, read-write. Nothing else of the host:
-not the database, ``secret.key``, ``files/``, ``workers/``, other runs' scratch directories or
-the server's ``/proc/<pid>/environ``. The network is the host's (workers scrape the web).
+Runyard's ``runtime`` directory, a fresh ``/proc`` of its own pid namespace, and its run's
+scratch directory, read-write; its ``/tmp`` is the scratch directory's ``tmp`` (``TMPDIR``, on
+disk: a tmpfs would hold its files in the host's memory, which no rlimit counts), and
+``/dev/shm`` a small tmpfs of its own (``sandbox_shm_mb``). Nothing else of the host: not the
+database, ``secret.key``, ``files/``, ``workers/``, other runs' scratch directories, TLS
+private keys or the server's ``/proc/<pid>/environ``. The network is the host's (workers
+scrape the web).
 
 When the server runs as root, the worker also stops being root: bwrap sets the mounts up, then
 ``setpriv`` makes the process ``nobody`` (uid and gid 65534, no groups, no capabilities), so a
@@ -29,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import select
 import shutil
 import signal
@@ -37,6 +41,9 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
 
 from runyard.runtime import BOOTSTRAP
 from runyard.settings import Settings
@@ -47,7 +54,8 @@ SANDBOX_GID = 65534
 #: System directories, read-only; on Debian (merged ``/usr``) all but ``/usr`` are links.
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 #: The files of ``/etc`` a worker may need: users, name resolution, TLS roots, dynamic linking,
-#: time zone. Not the rest: ``shadow``, service credentials and environment files live there.
+#: time zone. Not the rest: ``shadow``, service credentials and environment files live there,
+#: and of ``ssl`` and ``pki`` only the certificate stores (``ssl/private`` holds host keys).
 ETC_FILES = (
     "passwd",
     "group",
@@ -58,10 +66,14 @@ ETC_FILES = (
     "gai.conf",
     "services",
     "protocols",
-    "ssl",
+    "ssl/certs",
+    "ssl/openssl.cnf",
     "ca-certificates",
     "ca-certificates.conf",
-    "pki",
+    "pki/tls/certs",
+    "pki/tls/cert.pem",
+    "pki/tls/openssl.cnf",
+    "pki/ca-trust",
     "ld.so.cache",
     "ld.so.conf",
     "ld.so.conf.d",
@@ -100,6 +112,12 @@ def hand_over(scratch: Path) -> None:
     for root, dirs, files in os.walk(scratch):
         for name in dirs + files:
             os.chown(os.path.join(root, name), SANDBOX_UID, SANDBOX_GID, follow_symlinks=False)
+    # Until setpriv, the sandbox runs as root without capabilities: to these directories, now
+    # ``nobody``'s, it is "other", and it must still pass through them to ``--chdir`` (``tmp``
+    # too: it is ``/tmp`` inside, on the way when the data directory is below ``/tmp``).
+    for directory in (scratch, scratch / "tmp", scratch / "work"):
+        if directory.is_dir():
+            os.chmod(directory, directory.stat().st_mode & 0o7777 | 0o711)  # noqa: S103
 
 
 def exit_code(code: int) -> int:
@@ -171,13 +189,22 @@ class _Mounts:
         self.dirs = {d for d in self.dirs if d == path or not _inside(d, [path])}
         self.mounts.append((path, host))
 
-    def bind(self, path: str, *, writable: bool = False, optional: bool = False) -> None:
-        if not writable and self.host_shows(path):
+    def bind(
+        self,
+        path: str,
+        *,
+        writable: bool = False,
+        optional: bool = False,
+        source: str | None = None,
+    ) -> None:
+        """The host's ``path`` at ``path``; or another host directory, ``source``, there."""
+        if source is None and not writable and self.host_shows(path):
             return  # shown already
         self._parents(path)
         option = "--bind" if writable else "--ro-bind"
-        self.args += [option + ("-try" if optional else ""), path, path]
-        self._mounted(path, True)
+        self.args += [option + ("-try" if optional else ""), source or path, path]
+        # Another directory does not show the host's tree below ``path``.
+        self._mounted(path, source is None)
 
     def empty(self, path: str, *, perms: str = "0755", size_mb: int | None = None) -> None:
         """A fresh tmpfs at ``path``, hiding whatever was there."""
@@ -202,11 +229,30 @@ class _Mounts:
 def _private_dirs(settings: Settings) -> list[str]:
     """Where the server's own files are: hidden even when inside something mounted."""
     found: list[str] = []
-    for directory in (settings.data_dir, settings.resolved_shared_dir):
+    directories = [settings.data_dir, settings.resolved_shared_dir]
+    database = _sqlite_file(settings)
+    if database:
+        # Its directory: SQLite keeps ``-wal`` and ``-journal`` files beside it.
+        directories.append(Path(os.path.dirname(database)))
+    for directory in directories:
         for path in (os.path.abspath(directory), os.path.realpath(directory)):
             if path not in found and path != "/":
                 found.append(path)
     return found
+
+
+def _sqlite_file(settings: Settings) -> str | None:
+    """An explicitly configured SQLite database's file (it may live outside ``data_dir``)."""
+    if settings.database_url is None:
+        return None
+    try:
+        url = make_url(settings.database_url.get_secret_value())
+    except ArgumentError:
+        return None  # the database refuses it at start
+    name = url.database or ""
+    if url.get_backend_name() != "sqlite" or name in ("", ":memory:") or name.startswith("file:"):
+        return None
+    return os.path.abspath(name)
 
 
 def _namespaces() -> list[str]:
@@ -277,7 +323,8 @@ def command(
     ``scratch`` (absolute) its only writable directory; bwrap writes the pid of the sandbox's
     first process (as this host sees it) to ``info_fd`` as JSON, ``{"child-pid": N, …}``."""
     bwrap, setpriv = _tools()
-    mounts = _system_mounts(memory_mb)
+    shm_mb = min(settings.sandbox_shm_mb, memory_mb or settings.sandbox_shm_mb)
+    mounts = _system_mounts(shm_mb, scratch / "tmp")
     private = _private_dirs(settings)
     shown = [*interpreter_dirs(argv[0]), os.path.dirname(BOOTSTRAP)]
     outside = [path for path in shown if not _inside(path, private)]
@@ -305,7 +352,7 @@ def command(
     ]
 
 
-def _system_mounts(memory_mb: int | None) -> _Mounts:
+def _system_mounts(shm_mb: int, tmp: Path) -> _Mounts:
     mounts = _Mounts()
     for path in SYSTEM_DIRS:
         if os.path.islink(path):
@@ -316,32 +363,83 @@ def _system_mounts(memory_mb: int | None) -> _Mounts:
         mounts.bind(f"/etc/{name}", optional=True)
     mounts.special("--proc", "/proc")
     mounts.special("--dev", "/dev")
-    # The sandbox's own, in memory: no bigger than the run's memory limit, if it has one.
-    mounts.empty("/dev/shm", perms="1777", size_mb=memory_mb)  # noqa: S108
-    mounts.empty("/tmp", perms="1777", size_mb=memory_mb)  # noqa: S108
+    # In memory, which the run's rlimit does not count: small, whatever the run's limit.
+    mounts.empty("/dev/shm", perms="1777", size_mb=shm_mb)  # noqa: S108
+    # On disk, in the scratch directory: mounted before it, in case it lies below /tmp.
+    mounts.bind("/tmp", writable=True, source=str(tmp))  # noqa: S108
     return mounts
 
 
+#: What the start-up probe does as a run would: start the interpreter, import the standard
+#: library, read Runyard's runtime, write to its working directory and ``/tmp``.
+_PROBE = """
+import os, runpy, sys
+runtime = sys.argv[1]
+for name in os.listdir(runtime):
+    if name.endswith(".py"):
+        with open(os.path.join(runtime, name), "rb") as f:
+            f.read(1)
+for directory in (".", "/tmp"):
+    with open(os.path.join(directory, "probe"), "w") as f:
+        f.write("ok")
+"""
+
+
 def check(settings: Settings) -> None:
-    """Refuse to execute runs if the configured sandbox cannot start a process here: once, at
-    start (``SandboxUnavailable``, one line saying how to fix it)."""
+    """Refuse to execute runs if the configured sandbox cannot run a worker here: once, at
+    start (``SandboxUnavailable``, one line saying how to fix it). It runs this server's
+    interpreter through the mounts a run gets, as the user a run is: a umask that locked
+    ``nobody`` out of the interpreter or ``runtime/`` would fail every run otherwise."""
     if settings.sandbox == "none":
         return
-    bwrap, setpriv = _tools()
-    mounts = _system_mounts(None)
-    for path in interpreter_dirs(sys.executable):
-        mounts.bind(path)
-    true = shutil.which("true") or "/bin/true"
-    probe = [bwrap, *_namespaces(), *mounts.args, "--", *_init(setpriv), true]
+    _tools()
+    runs_dir = settings.runs_dir
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    # A dot: never a run's slug (an execution node's clean-up skips it). Made as a run's is,
+    # with the umask's mode (mkdtemp's 0700 would lock bwrap out where a run's is not).
+    scratch = Path(os.path.abspath(runs_dir)) / f".sandbox-check-{secrets.token_hex(8)}"
+    scratch.mkdir()
+    read_fd, write_fd = os.pipe()  # bwrap's report, unread: kept open so it may write it
     try:
-        done = subprocess.run(
-            probe, capture_output=True, text=True, errors="replace", timeout=60, check=False
+        work = scratch / "work"
+        work.mkdir()
+        (scratch / "tmp").mkdir()
+        hand_over(scratch)
+        runtime = os.path.dirname(BOOTSTRAP)
+        probe = command(
+            settings,
+            [sys.executable, "-c", _PROBE, runtime],
+            scratch=scratch,
+            workdir=work,
+            info_fd=write_fd,
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise SandboxUnavailable(f"bwrap could not be started ({exc}): {_HINT}") from None
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+        env |= {"HOME": str(scratch), "TMPDIR": str(scratch / "tmp")}
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        try:
+            done = subprocess.run(
+                probe,
+                cwd=work,
+                env=env,
+                pass_fds=(write_fd,),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=60,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SandboxUnavailable(f"bwrap could not be started ({exc}): {_HINT}") from None
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+        shutil.rmtree(scratch, ignore_errors=True)
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines() or [f"exit {done.returncode}"]
-        raise SandboxUnavailable(f"bwrap does not work here ({lines[-1].strip()}): {_HINT}")
+        raise SandboxUnavailable(
+            f"a sandboxed worker cannot start here ({lines[-1].strip()}): {_HINT}"
+        )
 
 
 def unsandboxed_warning(settings: Settings) -> str | None:

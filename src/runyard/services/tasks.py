@@ -3,6 +3,7 @@ schedule. Runs of a task go through the launcher like any other run."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from runyard.services.workers import LATEST, Workers
 from runyard.settings import Settings
 from runyard.storage import Database, Task, User, Worker
 
+log = logging.getLogger("runyard.tasks")
 TITLE_CHARS = 256
 DESCRIPTION_CHARS = 10_000
 #: The fields ``update`` may change; input and version change only through ``update_input``.
@@ -356,12 +358,18 @@ class Tasks:
         return run_id, run_slug
 
     def record_run(self, task_id: int, run_slug: str) -> None:
-        """Count a started run in the task's ``run_times`` and ``last_run_id``."""
-        with self.db.session() as s, s.begin():
-            s.execute(
-                update(Task)
-                .where(Task.id == task_id)
-                .values(run_times=Task.run_times + 1, last_run_id=run_slug)
+        """Count a started run in the task's ``run_times`` and ``last_run_id``: best effort,
+        as the run is committed already and failing its start would have it started again."""
+        try:
+            with self.db.session() as s, s.begin():
+                s.execute(
+                    update(Task)
+                    .where(Task.id == task_id)
+                    .values(run_times=Task.run_times + 1, last_run_id=run_slug)
+                )
+        except Exception:
+            log.exception(
+                "run %s of task %d: the task's run count was not updated", run_slug, task_id
             )
 
     def worker_path(self, task: Task) -> str:

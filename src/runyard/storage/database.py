@@ -15,6 +15,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import URL, Engine, create_engine, event, make_url
-from sqlalchemy.engine import ExceptionContext, ExecutionContext
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,14 +33,15 @@ T = TypeVar("T")
 
 # --- when the database cannot take a write: full, or locked -----------------------------------
 
-#: How long one statement waits for a lock another connection holds: SQLite's busy_timeout
-#: (then the statement is retried, up to ``BUSY_ATTEMPTS`` in all) and PostgreSQL's
-#: lock_timeout (``BUSY_WAIT_SECONDS * BUSY_ATTEMPTS``: the wait is its own retry loop there).
+#: The one bound on waiting for a busy database, whatever layer retries: a statement's own
+#: retries, ``Database.retry``'s of a whole transaction (a run's end among them) and
+#: PostgreSQL's lock_timeout all stop within it, counted from the first attempt. Past it the
+#: caller gets ``StorageBusy``.
+BUSY_SECONDS = 30.0
+#: How long one SQLite statement waits for a lock (busy_timeout) before it is retried; another
+#: try is made only while a whole wait still fits in ``BUSY_SECONDS``.
 BUSY_WAIT_SECONDS = 5.0
-#: Attempts of a statement that found SQLite locked, or that PostgreSQL chose as a deadlock
-#: victim or failed for serialization; past them the caller gets ``StorageBusy``.
-BUSY_ATTEMPTS = 6
-#: Attempts of a whole transaction (``Database.retry``) that failed with ``StorageBusy``.
+#: Attempts of a whole transaction (``Database.retry``) at most, within ``BUSY_SECONDS``.
 TRANSACTION_ATTEMPTS = 3
 #: Disk space an embedded (SQLite) database keeps free from bulk writes (rows, log lines), so
 #: that run states, callbacks and API writes can still be recorded once those are refused;
@@ -56,6 +58,13 @@ _PG_BUSY = frozenset({"40001", "40P01", "55P03"})
 _PG_RETRIED = frozenset({"40001", "40P01"})
 _PG_FULL = frozenset({"53100"})  # disk_full
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: When ``BUSY_SECONDS`` runs out for the ``Database.retry`` in progress in this thread, so
+#: that the statement retries inside it count against the same budget instead of their own.
+_busy_deadline: ContextVar[float | None] = ContextVar("runyard_busy_deadline", default=None)
+
+
+def _another_try_fits(deadline: float, pause: float) -> bool:
+    return time.monotonic() + pause + BUSY_WAIT_SECONDS <= deadline
 
 
 class StorageUnavailable(Exception):
@@ -174,28 +183,35 @@ def _in_transaction(dbapi_conn: Any) -> bool:
 
 
 def _retry(
-    failure: Exception, fresh: bool, dbapi_conn: Any, attempts: int, run: Callable[[], object]
+    failure: Exception, fresh: bool, dbapi_conn: Any, started: float, run: Callable[[], object]
 ) -> None:
     """After a statement failed with ``failure``: if it opened its transaction (``fresh``:
     nothing before it to lose) and found the database locked (SQLite, after busy_timeout), or
-    was a deadlock victim or a serialization failure (PostgreSQL), roll back and run it again,
-    up to ``attempts`` runs in all, logging each retry. Any other failure, or the one past the
-    budget, is raised."""
-    for attempt in range(2, attempts + 1):
+    was a deadlock victim or a serialization failure (PostgreSQL), roll back and run it again
+    while ``BUSY_SECONDS`` (from ``started``, or from the enclosing ``Database.retry``) allows,
+    logging each retry. Any other failure, or the one past the budget, is raised."""
+    deadline = _busy_deadline.get()
+    if deadline is None:
+        deadline = started + BUSY_SECONDS
+    attempt = 1
+    while True:
         sqlstate = getattr(failure, "sqlstate", None)
         busy = storage_problem(failure) is StorageBusy
         if not (fresh and busy and (sqlstate is None or sqlstate in _PG_RETRIED)):
             break
-        log.warning(
-            "database busy (%s): trying the statement again (attempt %d of %d)",
-            _first_line(failure),
-            attempt,
-            attempts,
-        )
-        dbapi_conn.rollback()
         # SQLite's busy_timeout has waited already; a deadlock's victim must not meet its
         # peer again at once.
-        time.sleep(random.uniform(0.05, 0.2) * (attempt - 1))
+        pause = random.uniform(0.05, 0.2) * attempt
+        if not _another_try_fits(deadline, pause):
+            break
+        attempt += 1
+        log.warning(
+            "database busy (%s): trying the statement again (attempt %d)",
+            _first_line(failure),
+            attempt,
+        )
+        dbapi_conn.rollback()
+        time.sleep(pause)
         try:
             run()
             return
@@ -204,53 +220,36 @@ def _retry(
     raise failure
 
 
-def _listen_for_busy(engine: Engine, attempts: int) -> None:
-    """Every statement the engine runs goes through ``_retry`` when it fails (and costs a
-    look at the connection's transaction state when it does not)."""
+def _retrying(do: Callable[..., None]) -> Callable[..., bool]:
+    """A ``do_execute``-style event handler running ``do`` (the dialect's own) through
+    ``_retry`` when it fails; costs a look at the connection's transaction state when not."""
+
+    def handler(cursor: Any, *args: Any) -> bool:
+        conn = cursor.connection
+        fresh = not _in_transaction(conn)
+        started = time.monotonic()
+        try:
+            do(cursor, *args)
+        except Exception as exc:
+            _retry(exc, fresh, conn, started, partial(do, cursor, *args))
+        return True
+
+    return handler
+
+
+def _listen_for_busy(engine: Engine) -> None:
+    """Every statement the engine runs goes through ``_retry`` when it fails."""
     dialect = engine.dialect
-
-    def execute(cursor: Any, statement: str, parameters: Any, context: ExecutionContext) -> bool:
-        conn = cursor.connection
-        fresh = not _in_transaction(conn)
-        try:
-            dialect.do_execute(cursor, statement, parameters, context)
-        except Exception as exc:
-            again = partial(dialect.do_execute, cursor, statement, parameters, context)
-            _retry(exc, fresh, conn, attempts, again)
-        return True
-
-    def executemany(
-        cursor: Any, statement: str, parameters: Any, context: ExecutionContext
-    ) -> bool:
-        conn = cursor.connection
-        fresh = not _in_transaction(conn)
-        try:
-            dialect.do_executemany(cursor, statement, parameters, context)
-        except Exception as exc:
-            again = partial(dialect.do_executemany, cursor, statement, parameters, context)
-            _retry(exc, fresh, conn, attempts, again)
-        return True
-
-    def execute_no_params(cursor: Any, statement: str, context: ExecutionContext) -> bool:
-        conn = cursor.connection
-        fresh = not _in_transaction(conn)
-        try:
-            dialect.do_execute_no_params(cursor, statement, context)
-        except Exception as exc:
-            again = partial(dialect.do_execute_no_params, cursor, statement, context)
-            _retry(exc, fresh, conn, attempts, again)
-        return True
-
-    event.listen(engine, "do_execute", execute)
-    event.listen(engine, "do_executemany", executemany)
-    event.listen(engine, "do_execute_no_params", execute_no_params)
+    event.listen(engine, "do_execute", _retrying(dialect.do_execute))
+    event.listen(engine, "do_executemany", _retrying(dialect.do_executemany))
+    event.listen(engine, "do_execute_no_params", _retrying(dialect.do_execute_no_params))
     event.listen(engine, "handle_error", _translate)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets readers page results while an ingest or import commits; NORMAL is durable in WAL
     # mode up to the last checkpoint-safe commit, and busy_timeout turns lock contention into a
-    # short wait instead of an error (then ``_retrying`` tries again, and says so in the log).
+    # short wait instead of an error (then ``_retry`` tries again, and says so in the log).
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
@@ -261,9 +260,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def _postgres_lock_timeout(dbapi_conn: Any, _record: Any) -> None:
     # A lock held past this (a stuck session, a long LOCK TABLE) fails the statement with
-    # lock_not_available instead of holding a request's thread for as long as it lasts.
+    # lock_not_available instead of holding a request's thread for as long as it lasts. One
+    # wait takes the whole budget: a statement past the first of its transaction cannot be
+    # retried alone, and shorter waits would fail those sooner than SQLite's.
     dbapi_conn.autocommit = True
-    dbapi_conn.execute(f"SET lock_timeout = {int(BUSY_WAIT_SECONDS * BUSY_ATTEMPTS * 1000)}")
+    dbapi_conn.execute(f"SET lock_timeout = {int(BUSY_SECONDS * 1000)}")
     dbapi_conn.autocommit = False
 
 
@@ -360,7 +361,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "before_cursor_execute", _refuse_nul)
-        _listen_for_busy(engine, BUSY_ATTEMPTS)
+        _listen_for_busy(engine)
         return engine
     if parsed.get_backend_name() != "postgresql":
         raise ValueError(
@@ -382,7 +383,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     event.listen(engine.pool, "checkout", _ping_if_idle)
     event.listen(engine.pool, "checkin", _mark_used)
     event.listen(engine, "before_cursor_execute", _refuse_nul)
-    _listen_for_busy(engine, BUSY_ATTEMPTS)
+    _listen_for_busy(engine)
     return engine
 
 
@@ -460,29 +461,47 @@ class Database:
                 "run states and the API"
             )
 
-    def retry(self, work: Callable[[], T], what: str, attempts: int = TRANSACTION_ATTEMPTS) -> T:
+    def retry(
+        self,
+        work: Callable[[], T],
+        what: str,
+        attempts: int = TRANSACTION_ATTEMPTS,
+        *,
+        full_too: bool = False,
+    ) -> T:
         """``work()`` — one whole transaction — run again if it failed with the database busy
-        (a lock held past the statement retries, a deadlock in its middle), up to ``attempts``
-        times, logging each retry. Other failures, and one past the budget (as
-        ``StorageBusy``), are raised."""
-        for attempt in range(1, attempts + 1):
-            try:
-                return work()
-            except Exception as exc:
-                problem = as_storage_error(exc)
-                if not isinstance(problem, StorageBusy):
-                    raise
-                if attempt == attempts:
-                    raise problem from exc
-                log.warning(
-                    "%s: %s; trying the transaction again (attempt %d of %d)",
-                    what,
-                    problem,
-                    attempt + 1,
-                    attempts,
-                )
-                time.sleep(random.uniform(0.5, 1.0) * attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+        (a lock held past the statement retries, a deadlock in its middle) — or, ``full_too``,
+        its disk full, which may get room back — up to ``attempts`` times and within
+        ``BUSY_SECONDS`` from the first, its statements' own retries included; each retry is
+        logged. Other failures, and the one past the budget (as ``StorageUnavailable``), are
+        raised."""
+        outer = _busy_deadline.get()
+        deadline = time.monotonic() + BUSY_SECONDS if outer is None else outer
+        token = _busy_deadline.set(deadline)
+        try:
+            for attempt in range(1, attempts + 1):
+                try:
+                    return work()
+                except Exception as exc:
+                    problem = as_storage_error(exc)
+                    if problem is None or (isinstance(problem, StorageFull) and not full_too):
+                        raise
+                    pause = random.uniform(0.5, 1.0) * attempt
+                    if attempt == attempts or not _another_try_fits(deadline, pause):
+                        if problem is exc:
+                            raise
+                        raise problem from exc
+                    log.warning(
+                        "%s: %s; trying the transaction again (attempt %d of %d)",
+                        what,
+                        problem,
+                        attempt + 1,
+                        attempts,
+                    )
+                    time.sleep(pause)
+            raise AssertionError("unreachable")  # pragma: no cover
+        finally:
+            _busy_deadline.reset(token)
 
     @property
     def dialect(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -27,14 +28,26 @@ from runyard.api.schemas import (
     link,
     responses,
 )
+from runyard.services.errors import StorageUnavailable
+from runyard.services.paging import Window
 from runyard.services.runs import LAST
 
+log = logging.getLogger("runyard.api")
 router = APIRouter(tags=["runs"])
 UserId = Annotated[int, Depends(caller)]
 #: How often a synchronous start looks at its run.
 SYNC_POLL_SECONDS = 0.25
 #: Unix seconds beyond any real date (year 33658) and inside every database's integer.
 MAX_TIME = 10**12
+#: The status fields of a run no read has seen yet: committed ``ready`` by its start.
+JUST_STARTED: dict[str, Any] = {
+    "run_status": "ready",
+    "error_message": "",
+    "execution_start_timestamp": 0,
+    "execution_end_timestamp": 0,
+    "running_duration": 0,
+    "result_message": "",
+}
 
 
 #: Request bodies: unknown fields refused (spec §1), and no coercion — ``false`` or ``"5"``
@@ -102,14 +115,32 @@ async def start_and_reply(
         return ok(request, {"run_slug": slug})
     svc = services(request)
     deadline = time.monotonic() + svc.settings.sync_wait_seconds
-    while True:
-        finished, status = await anyio.to_thread.run_sync(svc.launcher.outcome, run_id)
-        if finished or time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(SYNC_POLL_SECONDS)
-    page = await anyio.to_thread.run_sync(
-        result_page, request, user_id, slug, None, body.offset, body.limit
-    )
+    finished, status = False, dict(JUST_STARTED)
+    try:
+        while True:
+            finished, status = await anyio.to_thread.run_sync(svc.launcher.outcome, run_id)
+            if finished or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(SYNC_POLL_SECONDS)
+        page = await anyio.to_thread.run_sync(
+            result_page, request, user_id, slug, None, body.offset, body.limit
+        )
+    except StorageUnavailable as exc:
+        # The run is committed: a 429 would have clients (runyard.client included) send the
+        # start again and run, and charge, twice. The reply a wait that ran out gets instead,
+        # with no rows, and the client looks at the run by its slug.
+        log.warning("run %s: its synchronous wait ended early: %s", slug, exc)
+        window = Window.from_query(body.offset, body.limit, svc.settings.offset_mode)
+        finished = False
+        page = orjson.dumps(
+            {
+                "count": 0,
+                "headers": [],
+                "list": [],
+                "page_index": window.page_index,
+                "page_size": window.size,
+            }
+        )
     head = orjson.dumps({"run_slug": slug, **status, "is_finished": finished})
     return envelope_bytes(request, head[:-1] + b',"results":' + page + b"}")
 
