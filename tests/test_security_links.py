@@ -262,6 +262,8 @@ def test_a_file_swapped_for_a_symlink_after_the_check_is_not_served(
 
     a = tenant(server, owner=False)
     name = parts(a.export_url)[0]
+    # The file is written in the background: a first download waits until it is there.
+    assert httpx.get(a.export_url).status_code == 200
     [stored] = [p for p in server.services.settings.files_dir.iterdir() if p.name.startswith(name)]
     outside = tmp_path / "outside.txt"
     outside.write_text("not for download\n")
