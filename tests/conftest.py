@@ -28,6 +28,12 @@ _names = itertools.count()
 # Servers under test, in this process or spawned by it, do not rate-limit: a test that wants
 # a limit passes ``rate_limit`` (tests/test_limits.py). Set once here, for every test.
 os.environ.setdefault("RUNYARD_RATE_LIMIT", "0")
+# Tests hold a client's connection across slow steps (a browser's, a run's): a server closing
+# it as idle just as the next request arrives resets that request (keep-alive's own race, which
+# Runyard's client retries but a bare httpx client does not), and a whole session's clients all
+# come from 127.0.0.1. tests/test_limits.py sets both where it tests them.
+os.environ.setdefault("RUNYARD_KEEP_ALIVE_SECONDS", "60")
+os.environ.setdefault("RUNYARD_MAX_CONNECTIONS_PER_ADDRESS", "0")
 
 #: A PostgreSQL server for the second pass of the suites marked ``both_databases``, e.g.
 #: ``postgresql://127.0.0.1:5432/test``; without one (or unreachable) that pass is skipped.
