@@ -480,32 +480,19 @@ def test_the_data_directory_stays_hidden_inside_a_mounted_interpreter(tmp_path: 
     python.symlink_to(os.path.realpath(sys.executable))
     settings = Settings(data_dir=prefix / "data")
     database = prefix / "data" / "runyard.db"
-    scratch = settings.runs_dir / "01SCRATCH"
-    (scratch / "work").mkdir(parents=True)
-    (scratch / "tmp").mkdir()
+    database.parent.mkdir()
     database.write_text("the server's rows")
     (prefix / "data" / "secret.key").write_text("k" * 64)
-    sandbox.hand_over(scratch)
     code = (
         "import os\n"
         f"print(sorted(os.listdir({str(prefix)!r})), os.listdir({str(prefix / 'data')!r}))\n"
         "open('written', 'w').write('x')\n"
         f"open({str(database)!r})\n"
     )
-    read_fd, write_fd = os.pipe()
-    command = sandbox.command(
-        settings,
-        [str(python), "-c", code],
-        scratch=scratch.resolve(),
-        workdir=(scratch / "work").resolve(),
-        info_fd=write_fd,
-    )
-    done = subprocess.run(command, pass_fds=(write_fd,), capture_output=True, text=True)
-    os.close(read_fd)
-    os.close(write_fd)
+    done = _run_sandboxed(settings, python, code)
     assert "FileNotFoundError" in done.stderr, done.stderr
     assert done.stdout.strip() == "['bin', 'data'] ['runs']"
-    assert (scratch / "work" / "written").read_text() == "x"
+    assert (settings.runs_dir / "01SCRATCH" / "work" / "written").read_text() == "x"
 
 
 def test_an_interpreter_named_through_a_top_level_link_never_mounts_the_whole_host() -> None:
